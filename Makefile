@@ -1,0 +1,70 @@
+# mpseal — every target installs what it needs first (.venv from PyPI, Debian
+# packages via apt-get when missing and we are root), so a fresh clone works.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+BOARD  ?= wemos
+SECONDS ?=
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: all venv system-deps test test-fast lint bench demo build deploy webrepl-upload flash provision monitor vectors clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the tests drive for real: Chromium (web page test) and
+# gammu-smsd with the dummy phone driver (SMS path). Installed only when missing.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v gammu-smsd >/dev/null 2>&1 || missing="$$missing gammu gammu-smsd"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	  else echo "mpseal: missing Debian packages:$$missing (run 'sudo apt-get install$$missing')"; exit 1; fi; \
+	fi
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_board_api_check.py
+
+bench: $(STAMP)
+	$(BIN)/python -m mpseal_tools.bench
+
+demo: $(STAMP)
+	$(BIN)/python -m mpseal_tools.demo $(if $(SECONDS),--seconds $(SECONDS))
+
+vectors: $(STAMP)
+	$(BIN)/python -m mpseal_tools.vectors --write tests/vectors
+
+build: $(STAMP)
+	$(BIN)/mpseal build --board $(BOARD)
+
+deploy: $(STAMP)
+	$(BIN)/mpseal deploy --board $(BOARD) $(if $(PORT),--port $(PORT)) --tool $(or $(DEPLOY_TOOL),mpremote) $(if $(CLEAN),--clean)
+
+webrepl-upload: $(STAMP)
+	$(BIN)/mpseal webrepl upload --board $(BOARD) --host $(HOST) $(if $(PASSWORD),--password $(PASSWORD))
+
+flash: $(STAMP)
+	$(BIN)/mpseal flash --board $(BOARD) $(if $(PORT),--port $(PORT)) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(if $(DRY_RUN),--dry-run)
+
+provision: $(STAMP)
+	$(BIN)/mpseal provision $(DEVICE) $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST)) $(if $(FORCE),--force)
+
+monitor: $(STAMP)
+	$(BIN)/mpseal monitor $(if $(PORT),--port $(PORT))
+
+clean:
+	rm -rf build .pytest_cache .hypothesis

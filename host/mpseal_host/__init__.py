@@ -1,0 +1,1 @@
+"""Host side of mpseal: receiver, storage, API, web page, modem drivers, CLI."""

@@ -1,0 +1,1 @@
+"""Subcommand modules of the mpseal CLI (see cli.COMMAND_MODULES)."""

@@ -1,0 +1,43 @@
+# The crypto seam: the only place that knows which AES implementation exists.
+# MicroPython (ESP8266 and unix port) has `cryptolib`; CPython uses
+# pycryptodome through a separate module, so board code never names it.
+try:
+    from cryptolib import aes as _aes
+
+    _MODE_ECB = 1
+    _MODE_CBC = 2
+
+    def cbc_encrypt(key, iv, data):
+        return _aes(key, _MODE_CBC, iv).encrypt(data)
+
+    def cbc_decrypt(key, iv, data):
+        return _aes(key, _MODE_CBC, iv).decrypt(data)
+
+    def ecb_encrypt_block(key, block):
+        return _aes(key, _MODE_ECB).encrypt(block)
+
+except ImportError:
+    from mpseal.aes_pycryptodome import cbc_encrypt, cbc_decrypt, ecb_encrypt_block  # noqa: F401
+
+BLOCK_SIZE = 16
+
+
+def pad(data):
+    """PKCS#7 to the AES block size (always adds 1..16 bytes)."""
+    n = BLOCK_SIZE - len(data) % BLOCK_SIZE
+    return bytes(data) + bytes((n,)) * n
+
+
+def unpad(data):
+    """Returns the unpadded bytes, or None when the padding is malformed; the
+    caller turns None into its one error (this is reached only after the MAC
+    has verified, so it can only be a sender bug, never an oracle)."""
+    if not data or len(data) % BLOCK_SIZE:
+        return None
+    n = data[-1]
+    if n < 1 or n > BLOCK_SIZE:
+        return None
+    for i in range(1, n + 1):
+        if data[-i] != n:
+            return None
+    return data[:-n]

@@ -1,0 +1,143 @@
+# Packet layout and the seal/open steps of docs/protocol.md, in that order.
+#
+#   header (11) = version u8 | type u8 | key epoch u8 | device id u32 | seq u32
+#   v1 standard: header | IV (16, random) | AES-128-CBC ciphertext | tag (16)
+#   v2 compact : header | AES-128-CBC ciphertext (IV derived) | tag (8)
+#   tag = HMAC-SHA256(mac key of the direction, every byte before the tag)
+import struct
+
+from mpseal import errors
+from mpseal.aes import BLOCK_SIZE, cbc_decrypt, cbc_encrypt, ecb_encrypt_block, pad, unpad
+from mpseal.errors import InvalidPacket
+from mpseal.hmac import compare_digest
+from mpseal.keys import TO_DEVICE, TO_HOST, as_keys
+from mpseal.rng import random_bytes
+
+VERSION_STANDARD = 1  # Wi-Fi, SMS: random IV on the wire, 16-byte tag
+VERSION_COMPACT = 2  # LoRaWAN: IV derived from the header, 8-byte tag
+TAG_SIZE = {VERSION_STANDARD: 16, VERSION_COMPACT: 8}
+IV_ON_WIRE = {VERSION_STANDARD: 16, VERSION_COMPACT: 0}
+
+TYPE_READING = 1
+TYPE_ACK = 2
+TYPE_COMMAND = 3
+TYPE_DIRECTION = {TYPE_READING: TO_HOST, TYPE_ACK: TO_DEVICE, TYPE_COMMAND: TO_DEVICE}
+TYPE_NAMES = {TYPE_READING: "reading", TYPE_ACK: "ack", TYPE_COMMAND: "command"}
+
+HEADER_FORMAT = ">BBBII"
+HEADER_SIZE = 11
+MAX_PACKET_SIZE = 512  # far above any transport's frame; bounds work per packet
+MAX_SEQ = 0xFFFFFFFF
+
+
+class Header:
+    def __init__(self, version, type, epoch, device_id, seq):
+        self.version = version
+        self.type = type
+        self.epoch = epoch
+        self.device_id = device_id
+        self.seq = seq
+
+    def to_bytes(self):
+        return struct.pack(HEADER_FORMAT, self.version, self.type, self.epoch, self.device_id, self.seq)
+
+    def as_dict(self):
+        return {
+            "version": self.version,
+            "type": TYPE_NAMES.get(self.type, self.type),
+            "epoch": self.epoch,
+            "device_id": self.device_id,
+            "seq": self.seq,
+        }
+
+
+def _derived_iv(iv_key, header_bytes):
+    # NIST SP 800-38A appendix C: an unpredictable IV from a unique nonce
+    # encrypted under a key; (device, epoch, direction, seq) never repeats.
+    return ecb_encrypt_block(iv_key, header_bytes + bytes(BLOCK_SIZE - HEADER_SIZE))
+
+
+def seal(key, device_id, seq, payload, type=TYPE_READING, epoch=0, version=VERSION_STANDARD, iv=None):
+    """Seals payload into a packet (bytes). `key`: DeviceKeys or the 32-byte
+    master key. `iv` is for known-answer vectors only; leave it None."""
+    if version not in TAG_SIZE:
+        raise ValueError("unknown protocol version %r" % version)
+    if type not in TYPE_DIRECTION:
+        raise ValueError("unknown message type %r" % type)
+    if not 0 < seq <= MAX_SEQ:
+        raise ValueError("sequence number must be 1..2**32-1")
+    if not 0 <= epoch <= 255 or not 0 <= device_id <= 0xFFFFFFFF:
+        raise ValueError("epoch must fit u8 and device id u32")
+    keys = as_keys(key).directions[TYPE_DIRECTION[type]]
+    # 1. header
+    header = struct.pack(HEADER_FORMAT, version, type, epoch, device_id, seq)
+    # 2. IV
+    if version == VERSION_STANDARD:
+        if iv is None:
+            iv = random_bytes(BLOCK_SIZE)
+        elif len(iv) != BLOCK_SIZE:
+            raise ValueError("iv must be 16 bytes")
+        body = header + iv
+    else:
+        if iv is not None:
+            raise ValueError("the compact profile derives its IV")
+        iv = _derived_iv(keys.iv_key, header)
+        body = header
+    # 3. encrypt, 4. MAC everything so far, 5. append the tag
+    body += cbc_encrypt(keys.enc_key, iv, pad(payload))
+    packet = body + keys.mac.digest(body)[: TAG_SIZE[version]]
+    if len(packet) > MAX_PACKET_SIZE:
+        raise ValueError("payload too large: packet of %d bytes > %d" % (len(packet), MAX_PACKET_SIZE))
+    return packet
+
+
+def parse_header(packet):
+    """Reads the cleartext header (no key needed). Raises InvalidPacket for
+    framing errors; says nothing about authenticity."""
+    if len(packet) > MAX_PACKET_SIZE:
+        raise InvalidPacket(errors.OVERSIZE, "%d bytes" % len(packet))
+    if len(packet) < 1:
+        raise InvalidPacket(errors.TRUNCATED, "empty")
+    version = packet[0]
+    if version not in TAG_SIZE:
+        raise InvalidPacket(errors.BAD_VERSION, "version %d" % version)
+    tag_size = TAG_SIZE[version]
+    overhead = HEADER_SIZE + IV_ON_WIRE[version] + tag_size
+    if len(packet) < overhead + BLOCK_SIZE:
+        raise InvalidPacket(errors.TRUNCATED, "%d bytes, at least %d needed" % (len(packet), overhead + BLOCK_SIZE))
+    if (len(packet) - overhead) % BLOCK_SIZE:
+        raise InvalidPacket(errors.BAD_LENGTH, "ciphertext is not whole AES blocks")
+    header = Header(*struct.unpack(HEADER_FORMAT, packet[:HEADER_SIZE]))
+    if header.type not in TYPE_DIRECTION:
+        raise InvalidPacket(errors.BAD_TYPE, "type %d" % header.type)
+    return header
+
+
+def unseal(packet, key, direction=TO_HOST, window=None):
+    """Opens a packet; returns (Header, payload bytes). Raises InvalidPacket.
+
+    `direction` is the side we are on: TO_HOST accepts readings only, TO_DEVICE
+    accepts acks and commands only (so a reflected packet never verifies).
+    `window` (a ReplayWindow) is checked but not updated: call
+    window.update(header.seq) once the payload has been acted on or stored."""
+    header = parse_header(packet)
+    if TYPE_DIRECTION[header.type] != direction:
+        raise InvalidPacket(errors.BAD_TYPE, "%s is not valid in this direction" % TYPE_NAMES[header.type])
+    keys = as_keys(key).directions[direction]
+    tag_size = TAG_SIZE[header.version]
+    body = packet[:-tag_size]
+    # The MAC is checked, in constant time, before anything is decrypted.
+    if not compare_digest(keys.mac.digest(body)[:tag_size], packet[-tag_size:]):
+        raise InvalidPacket(errors.BAD_TAG)
+    if window is not None:
+        window.check(header.seq)
+    if header.version == VERSION_STANDARD:
+        iv = body[HEADER_SIZE : HEADER_SIZE + BLOCK_SIZE]
+        ciphertext = body[HEADER_SIZE + BLOCK_SIZE :]
+    else:
+        iv = _derived_iv(keys.iv_key, body[:HEADER_SIZE])
+        ciphertext = body[HEADER_SIZE:]
+    payload = unpad(cbc_decrypt(keys.enc_key, iv, ciphertext))
+    if payload is None:
+        raise InvalidPacket(errors.BAD_PADDING)
+    return header, payload

@@ -1,0 +1,54 @@
+# Sliding anti-replay window of 64 sequence numbers (RFC 4303 section 3.4.3,
+# bitmap as in RFC 6479). `highest` is the largest sequence number accepted;
+# bit i of `bitmap` is set when sequence number highest - i was accepted.
+# Sequence number 0 is never valid: the initial state marks it as seen.
+import struct
+
+from mpseal.errors import REPLAY, TOO_OLD, InvalidPacket
+
+WINDOW_SIZE = 64
+_MASK = (1 << WINDOW_SIZE) - 1
+_STATE = ">III"  # highest, bitmap high word, bitmap low word
+STATE_SIZE = 12
+
+
+class ReplayWindow:
+    def __init__(self, highest=0, bitmap=1):
+        self.highest = highest
+        self.bitmap = bitmap
+
+    def check(self, seq):
+        """Raises InvalidPacket(replay|too_old) if seq must be refused; does not
+        change the window (the caller updates only once the packet is stored)."""
+        if seq > self.highest:
+            return
+        offset = self.highest - seq
+        if offset >= WINDOW_SIZE:
+            raise InvalidPacket(TOO_OLD, "seq %d, window starts after %d" % (seq, self.highest - WINDOW_SIZE))
+        if (self.bitmap >> offset) & 1:
+            raise InvalidPacket(REPLAY, "seq %d already accepted" % seq)
+
+    def update(self, seq):
+        """Marks seq as accepted (call check() first)."""
+        if seq > self.highest:
+            shift = seq - self.highest
+            self.bitmap = ((self.bitmap << shift) | 1) & _MASK if shift < WINDOW_SIZE else 1
+            self.highest = seq
+        else:
+            self.bitmap |= 1 << (self.highest - seq)
+
+    def accept(self, seq):
+        self.check(seq)
+        self.update(seq)
+
+    def to_bytes(self):
+        return struct.pack(_STATE, self.highest, self.bitmap >> 32, self.bitmap & 0xFFFFFFFF)
+
+    @classmethod
+    def from_bytes(cls, state):
+        if state is None or len(state) == 0:
+            return cls()
+        if len(state) != STATE_SIZE:
+            raise ValueError("replay window state must be %d bytes" % STATE_SIZE)
+        highest, high, low = struct.unpack(_STATE, state)
+        return cls(highest, (high << 32) | low)

@@ -1,0 +1,1 @@
+"""Build, flash, deploy, provisioning tools and the simulators used by tests."""
