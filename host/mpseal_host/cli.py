@@ -13,7 +13,8 @@ COMMAND_MODULES = (
     "mpseal_host.commands.packets",  # keygen, seal, unseal, inspect
     "mpseal_host.commands.receiver",  # receive, devices, stats, command
     "mpseal_host.commands.sms",  # sms-ingest
-    "mpseal_tools.commands",  # build, deploy, webrepl, vboard, flash, provision, monitor, rotate-key
+    "mpseal_tools.commands_deploy",  # build, deploy, webrepl, vboard
+    "mpseal_tools.commands_board",  # flash, provision, monitor, rotate-key
 )
 
 
