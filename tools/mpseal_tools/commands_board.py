@@ -1,0 +1,74 @@
+"""flash, monitor, provision, rotate-key: thin CLI shells over library calls.
+
+Library modules are imported inside each command so that `mpseal --help`
+works even while one of them (or a part it needs) is broken or missing.
+"""
+DEFAULT_DB = "mpseal.sqlite"
+DEFAULT_SECRETS = "secrets.yaml"
+
+
+def cmd_flash(args):
+    from mpseal_tools import flash
+    from mpseal_tools.boards import get_board
+
+    board = get_board(args.board)
+    if args.dry_run:
+        return flash.dry_run(board, args.port, args.firmware, connect_attempts=args.connect_attempts)
+    return flash.flash(board, args.port, args.firmware, connect_attempts=args.connect_attempts)
+
+
+def cmd_monitor(args):
+    from mpseal_tools.boards import find_port, get_board
+    from mpseal_tools.monitor import monitor
+
+    board = get_board(args.board) if args.board else None
+    port = args.port or find_port(board)
+    baud = args.baud or (board.repl_baud if board else 115200)
+    return monitor(port, baud)
+
+
+def cmd_provision(args):
+    from mpseal_tools import provision
+
+    return provision.cli(args)
+
+
+def cmd_rotate_key(args):
+    from mpseal_tools import rotate
+
+    return rotate.cli(args)
+
+
+def register(subparsers):
+    p = subparsers.add_parser("flash", help="erase a board and write MicroPython onto it (esptool)")
+    p.add_argument("--board", default="wemos", help="board name from boards.yaml (default wemos)")
+    p.add_argument("--port", help="serial port (default: the one port whose USB ID matches the board)")
+    p.add_argument("--firmware", metavar="PATH", help="image to write instead of the board's pinned download")
+    p.add_argument("--dry-run", action="store_true", help="print the exact esptool commands and do nothing")
+    p.add_argument("--connect-attempts", type=int, metavar="N",
+                   help="esptool connection attempts (esptool's default: 7)")
+    p.set_defaults(func=cmd_flash)
+
+    p = subparsers.add_parser("monitor", help="print the board's serial output (Ctrl-C to quit)")
+    p.add_argument("--port", help="serial port (default: the one port with a known ESP8266 USB bridge)")
+    p.add_argument("--board", help="board name from boards.yaml (narrows port detection, sets the baud rate)")
+    p.add_argument("--baud", type=int, help="baud rate (default: the board's REPL rate, 115200)")
+    p.set_defaults(func=cmd_monitor)
+
+    p = subparsers.add_parser("provision", help="give a device a fresh key, register it, write /config.json to it")
+    p.add_argument("name", help="device name, e.g. greenhouse")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--port", help="serial port of the board")
+    target.add_argument("--host", help="address of the board's WebREPL (host or host:port)")
+    p.add_argument("--board", default=None, help="board name from boards.yaml (port detection, transports)")
+    p.add_argument("--force", action="store_true", help="replace the key of a device that already exists")
+    p.add_argument("--show-key", action="store_true", help="print the new key (it is never printed otherwise)")
+    p.add_argument("--db", default=DEFAULT_DB, help="receiver database (default ./%s)" % DEFAULT_DB)
+    p.add_argument("--secrets", default=DEFAULT_SECRETS, help="local secrets file (default ./%s)" % DEFAULT_SECRETS)
+    p.set_defaults(func=cmd_provision)
+
+    p = subparsers.add_parser("rotate-key", help="send a device a new key inside a command sealed with its current one")
+    p.add_argument("name", help="device name")
+    p.add_argument("--db", default=DEFAULT_DB, help="receiver database (default ./%s)" % DEFAULT_DB)
+    p.add_argument("--show-key", action="store_true", help="print the new key")
+    p.set_defaults(func=cmd_rotate_key)

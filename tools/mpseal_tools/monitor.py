@@ -1,0 +1,65 @@
+"""The board's serial console: print what it says (`mpseal monitor`) and wait
+for the MicroPython prompt after flashing (`wait_for_repl`)."""
+import sys
+import time
+
+import serial
+
+from mpseal_host.errors import UserError
+
+REPL_PROMPT = b">>> "
+INTERRUPT = b"\r\x03"  # Enter, then Ctrl-C: stops a running main.py and asks for a fresh prompt
+REPL_WAIT_S = 15.0  # first boot after an erase formats the filesystem, which takes a few seconds
+POKE_EVERY_S = 1.0
+READ_TIMEOUT_S = 0.2
+
+
+def open_serial(port, baud):
+    try:
+        return serial.Serial(port, baud, timeout=READ_TIMEOUT_S)
+    except serial.SerialException as exc:
+        hint = "add yourself to the 'dialout' group and log in again" if "ermission" in str(exc) else \
+            "check the cable and the port name (mpseal monitor lists nothing if the board is unplugged)"
+        raise UserError("cannot open serial port %s: %s; %s" % (port, exc, hint))
+
+
+def wait_for_repl(port, baud, timeout=REPL_WAIT_S, progress=None):
+    """Pokes the board with Enter+Ctrl-C until MicroPython answers with its
+    prompt. Returns everything the board printed meanwhile (boot banner)."""
+    deadline = time.monotonic() + timeout
+    seen = bytearray()
+    with open_serial(port, baud) as link:
+        while time.monotonic() < deadline:
+            try:
+                link.write(INTERRUPT)
+                poke_deadline = min(deadline, time.monotonic() + POKE_EVERY_S)
+                while time.monotonic() < poke_deadline:
+                    seen += link.read(256)
+                    if REPL_PROMPT in seen:
+                        return bytes(seen)
+            except serial.SerialException as exc:
+                raise UserError("serial port %s failed while waiting for the REPL: %s" % (port, exc))
+            if progress:
+                progress("waiting for the MicroPython prompt on %s..." % port)
+    tail = bytes(seen[-80:]).decode("utf-8", "replace").strip()
+    raise UserError("no MicroPython prompt on %s within %.0f s (%s): press the board's reset button and watch "
+                    "'mpseal monitor', or flash again" % (port, timeout, "it said: %r" % tail if tail else "it said nothing"))
+
+
+def monitor(port, baud, out=None, err=None):
+    """Copies the board's output to `out` until Ctrl-C. Returns 0."""
+    out = out or sys.stdout.buffer
+    err = err or sys.stderr
+    with open_serial(port, baud) as link:
+        print("mpseal: monitoring %s at %d baud; Ctrl-C to quit" % (port, baud), file=err, flush=True)
+        try:
+            while True:
+                data = link.read(link.in_waiting or 1)
+                if data:
+                    out.write(data)
+                    out.flush()
+        except KeyboardInterrupt:
+            print("\nmpseal: monitor closed", file=err)
+            return 0
+        except (serial.SerialException, OSError) as exc:
+            raise UserError("lost serial port %s (%s): was the board unplugged?" % (port, exc))

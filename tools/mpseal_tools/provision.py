@@ -1,0 +1,203 @@
+"""`mpseal provision NAME`: a fresh key for a device, registered in the
+receiver's database and written to the board's /config.json, in one step.
+
+Order (so a failure never leaves host and board disagreeing silently):
+1. read the local secrets file (Wi-Fi, receiver address); refuse if missing;
+2. refuse to replace an existing device's key without --force;
+3. connect to the board (serial or WebREPL) before touching the database;
+4. new device: register it first (the database picks its id), then write the
+   board; if the board write fails, the registration is removed again.
+   Existing device (--force): write the board first, then replace the key.
+The key comes from os.urandom and is printed only with --show-key.
+"""
+import json
+import os
+import stat
+import sys
+
+import yaml
+
+from mpseal.keys import MASTER_KEY_SIZE
+from mpseal_host.errors import UserError
+
+CONFIG_PATH = "/config.json"
+SEQ_PATH = "/seq.dat"  # the firmware's sequence reservation, "R R\n" (firmware/seqstore.py)
+PROTECTED_KEYS = ("device_id", "name", "key", "epoch")  # only provisioning decides these
+DEFAULT_TRANSPORTS = ["udp", "http"]
+SECRETS_TEMPLATE = """\
+# mpseal local secrets and settings for `mpseal provision`.
+# Never commit this file: it is in .gitignore and was created mode 0600.
+wifi:
+  ssid: ""              # the Wi-Fi network the boards join
+  password: ""
+receiver:
+  host: ""              # address of the machine running `mpseal receive`, as the boards see it
+  udp_port: 4740
+  http_port: 8740
+webrepl:
+  password: ""          # the boards' WebREPL password (4-9 characters); empty = none set
+# Optional: more /config.json keys for every board (docs/design.md), e.g.
+# config:
+#   transports: [udp, http]
+#   sensors: [{type: dht22, pin: 4}, {type: battery}]
+#   interval_s: 60
+"""
+
+
+def create_secrets_template(path):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(SECRETS_TEMPLATE)
+
+
+def load_secrets(path, err=None):
+    """The parsed secrets file; creates the template (0600) and refuses when missing."""
+    if not os.path.exists(path):
+        create_secrets_template(path)
+        raise UserError("no secrets file at %s: created one from a template (mode 0600, ignored by git); fill in "
+                        "wifi.ssid, wifi.password and receiver.host, then run this again" % path)
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        print("mpseal: warning: %s is readable by other users (mode %o): run 'chmod 600 %s'" % (path, mode, path),
+              file=err or sys.stderr)
+    try:
+        with open(path, encoding="utf-8") as f:
+            secrets = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        raise UserError("%s is not valid YAML: %s" % (path, exc))
+    if not isinstance(secrets, dict):
+        raise UserError("%s must hold a mapping with wifi: and receiver: sections" % path)
+    wifi = secrets.get("wifi") or {}
+    receiver = secrets.get("receiver") or {}
+    missing = [name for name, value in (("wifi.ssid", wifi.get("ssid")), ("receiver.host", receiver.get("host")))
+               if not value]
+    if missing:
+        raise UserError("%s: fill in %s (the file is still the template), then run this again"
+                        % (path, " and ".join(missing)))
+    extra = secrets.get("config") or {}
+    if not isinstance(extra, dict) or any(key in extra for key in PROTECTED_KEYS):
+        raise UserError("%s: 'config:' must be a mapping and may not set %s" % (path, ", ".join(PROTECTED_KEYS)))
+    return secrets
+
+
+def board_config(device_id, name, key, epoch, secrets, transports=None):
+    """The /config.json dict (docs/design.md) for this device."""
+    wifi = secrets["wifi"]
+    receiver = secrets["receiver"]
+    config = {
+        "device_id": device_id, "name": name, "key": key.hex(), "epoch": epoch,
+        "receiver": {"host": str(receiver["host"]), "udp_port": int(receiver.get("udp_port", 4740)),
+                     "http_port": int(receiver.get("http_port", 8740))},
+        "transports": list(transports or DEFAULT_TRANSPORTS),
+        "wifi": {"ssid": str(wifi["ssid"]), "password": str(wifi.get("password") or "")},
+    }
+    webrepl_password = (secrets.get("webrepl") or {}).get("password")
+    if webrepl_password:
+        config["webrepl"] = {"password": str(webrepl_password)}
+    config.update(secrets.get("config") or {})
+    return config
+
+
+def parse_seq_reservation(raw):
+    try:
+        first, second = raw.split()
+        if int(first) == int(second) > 0:
+            return int(first)
+    except (ValueError, AttributeError):
+        pass
+    return None
+
+
+def continue_sequence(board, device):
+    """Re-provisioning keeps the device id, and the host's replay window
+    refuses numbers it has seen: make the board's counter start above the
+    host's last sequence number (it only ever moves forward)."""
+    floor = device.last_seq + 1
+    try:
+        current = parse_seq_reservation(board.get_file(SEQ_PATH))
+    except UserError:  # no /seq.dat: a freshly flashed board would start at 1
+        current = None
+    if current is None or current < floor:
+        board.put_file(SEQ_PATH, b"%d %d\n" % (floor, floor))
+
+
+def write_to_board(board, config, device=None):
+    if device is not None:
+        continue_sequence(board, device)
+    board.put_file(CONFIG_PATH, json.dumps(config, sort_keys=True).encode())
+    board.soft_reset()  # the firmware starts with the new config
+
+
+def open_target(port=None, host=None, secrets=None, board_name=None):
+    from mpseal_tools.board_connection import open_board  # the deploy engineer's interface (docs/deploy.md)
+
+    if host:
+        password = (secrets.get("webrepl") or {}).get("password") or None
+        return open_board(host=host, password=password)
+    if not port and board_name:
+        from mpseal_tools.boards import find_port, get_board
+
+        port = find_port(get_board(board_name))
+    return open_board(port=port)
+
+
+def provision(name, storage, secrets, connect, force=False, transports=None, key=None):
+    """Registers `name` with a fresh key and writes its config through
+    connect() -> board connection (a context manager). Returns (Device, key)."""
+    from mpseal_host.storage import StorageError
+
+    existing = storage.get_device(name)
+    if existing is not None and not force:
+        raise UserError("device %r already exists (id %d, key epoch %d): provisioning again replaces its key, and the "
+                        "board must then get the new config; run again with --force (make: FORCE=1) to do that"
+                        % (name, existing.id, existing.epoch))
+    key = key or os.urandom(MASTER_KEY_SIZE)
+    if len(key) != MASTER_KEY_SIZE:
+        raise UserError("a device key must be %d bytes" % MASTER_KEY_SIZE)
+    with connect() as board:
+        if existing is None:
+            try:
+                device = storage.add_device(name, key=key, epoch=0)
+            except StorageError as exc:
+                raise UserError("cannot register %r: %s" % (name, exc))
+            try:
+                write_to_board(board, board_config(device.id, name, key, 0, secrets, transports))
+            except BaseException:
+                storage.remove_device(name)  # nothing was stored under it yet
+                raise
+        else:
+            epoch = (existing.epoch + 1) % 256  # a new epoch: packets under the old key stand out in the logs
+            write_to_board(board, board_config(existing.id, name, key, epoch, secrets, transports), existing)
+            try:
+                storage.set_key(name, epoch, key)
+            except StorageError as exc:
+                raise UserError("the board has its new key but the database could not store it (%s): run the same "
+                                "command again with --force" % exc)
+    return storage.get_device(name), key
+
+
+def cli(args):
+    from mpseal_host.storage import Storage
+
+    secrets = load_secrets(args.secrets)
+    transports = None
+    if args.board:
+        from mpseal_tools.boards import get_board
+
+        board = get_board(args.board)
+        transports = [t for t in DEFAULT_TRANSPORTS if t in board.transports]
+    storage = Storage(args.db)
+    try:
+        device, key = provision(args.name, storage, secrets,
+                                lambda: open_target(args.port, args.host, secrets, args.board),
+                                force=args.force, transports=transports)
+    finally:
+        storage.close()
+    where = "WebREPL at %s" % args.host if args.host else "serial port %s" % (args.port or "(detected)")
+    print("mpseal: provisioned %r as device %d, key epoch %d: %s written over %s, registered in %s"
+          % (device.name, device.id, device.epoch, CONFIG_PATH, where, args.db))
+    if args.show_key:
+        print("key: %s" % key.hex())
+    else:
+        print("mpseal: the key was not printed (use --show-key to see it)")
+    return 0
