@@ -1,0 +1,63 @@
+"""`mpseal build`: what lands in build/<board>/, the manifest, and build errors."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from mpseal_host.errors import UserError
+from mpseal_tools.build import build, plan
+from vboard_helpers import MPSEAL, REPO
+
+
+def test_build_compiles_board_code_and_describes_it_in_the_manifest(tmp_path):
+    result = subprocess.run([MPSEAL, "build", "--board", "wemos", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "[1/" in result.stderr and "built " in result.stderr  # progress, then a summary
+    out = tmp_path / "wemos"
+    manifest = json.loads((out / "manifest.json").read_text())
+    paths = [f["path"] for f in manifest["files"]]
+    modules = [n[:-3] for n in os.listdir(os.path.join(REPO, "shared", "mpseal")) if n.endswith(".py")]
+    for name in modules:
+        if name == "aes_pycryptodome":  # CPython-only: never on a board
+            assert "/lib/mpseal/aes_pycryptodome.mpy" not in paths
+        else:
+            assert "/lib/mpseal/%s.mpy" % name in paths
+    for entry in manifest["files"]:
+        data = (out / entry["path"].lstrip("/")).read_bytes()
+        assert entry["size"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
+        if entry["path"].endswith(".mpy"):
+            assert data[:2] == b"M\x06"  # mpy version 6, what MicroPython 1.2x loads
+    if os.path.exists(os.path.join(REPO, "firmware", "main.py")):
+        assert "/main.py" in paths and "/boot.py" in paths
+        assert (out / "main.py").read_bytes() == open(os.path.join(REPO, "firmware", "main.py"), "rb").read()
+
+
+def fake_repo(tmp_path, bad_source):
+    root = tmp_path / "repo"
+    shutil.copytree(os.path.join(REPO, "shared", "mpseal"), root / "shared" / "mpseal")
+    (root / "firmware").mkdir()
+    (root / "firmware" / "main.py").write_text("import app\n")
+    (root / "firmware" / "app.py").write_text(bad_source)
+    return str(root)
+
+
+def test_unsupported_syntax_fails_with_file_and_line_and_keeps_the_previous_build(tmp_path):
+    root = fake_repo(tmp_path, "x = 1\n")
+    build("wemos", repo_root=root)
+    before = (tmp_path / "repo" / "build" / "wemos" / "manifest.json").read_text()
+    (tmp_path / "repo" / "firmware" / "app.py").write_text("x = 1\n\ndef f(v):\n    match v:\n        case 1:\n            pass\n")
+    with pytest.raises(UserError, match=r"firmware/app\.py:4: SyntaxError"):
+        build("wemos", repo_root=root)
+    assert (tmp_path / "repo" / "build" / "wemos" / "manifest.json").read_text() == before
+
+
+def test_layout_puts_the_package_under_lib_and_boot_main_at_the_root(tmp_path):
+    targets = dict((os.path.basename(src), dst) for src, dst in plan(fake_repo(tmp_path, "y = 2\n")))
+    assert targets["main.py"] == "/main.py"
+    assert targets["app.py"] == "/lib/app.mpy"
+    assert targets["packet.py"] == "/lib/mpseal/packet.mpy"
+    assert "aes_pycryptodome.py" not in targets

