@@ -1,0 +1,225 @@
+# The application: measure, seal, deliver (or queue), drain the queue, obey
+# commands, sleep. main.py calls main(). The app only talks to the chip through
+# hw (the hardware seam), so the same file runs on the ESP8266 and on the unix
+# port. Power modes (config "power"):
+#   always-on : loop forever, a machine.WDT fed every cycle and while waiting;
+#   interval  : one cycle per wake, then machine.deepsleep(interval) and the
+#               RTC alarm resets the chip (GPIO16 must be wired to RST).
+import gc
+import sys
+import time
+
+import mpseal
+from mpseal import control, payload
+
+import config
+import counters
+import downlink
+import hw
+import outbox
+import seqstore
+import sensors
+import status_led
+import transports
+
+WDT_TIMEOUT_MS = 8000  # ESP8266 ignores the value (fixed ~3 s hardware timer); the unix port enforces it
+SLEEP_SLICE_MS = 500  # always-on waits in slices: feed the watchdog, poll downlinks
+MAX_FLUSH_PER_CYCLE = 16  # queued packets sent per cycle, so a long backlog never delays readings much
+# machine.deepsleep(0) would sleep forever, and the ESP8266 SDK takes the time
+# in microseconds as a u32: 2**32 us is 71.6 minutes.
+MAX_DEEPSLEEP_S = 4200
+STATS_EVERY = 100  # readings between STATS console lines in fast mode (interval 0, no "log")
+# HTTP 4xx reasons that will never change for this packet: drop it, count it
+FINAL_REJECTIONS = ("too_old", "seq_reused", "replay", "bad_payload", "bad_padding", "oversize")
+ACKED = 1
+KEEP = 2
+REJECTED = 3
+
+
+class App:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.counters = counters.Counters()
+        self.always_on = cfg.power == "always-on"
+        self.seqs = seqstore.SequenceStore(resume=self.counters.load_rtc(cfg.device_id))
+        self.keys = mpseal.DeviceKeys(cfg.key)
+        self.outbox = outbox.Outbox(cfg.queue_max)
+        self.outbox.dropped = self.counters.dropped
+        self.wdt = hw.WDT(timeout=WDT_TIMEOUT_MS) if self.always_on else None
+        self.transports = transports.load(cfg, self.feed)
+        self.sensors = sensors.build(cfg.sensors)
+        self.led = status_led.StatusLed()
+        self.downlink = downlink.Downlink(self.keys, cfg.epoch, self.counters, self.command)
+        self.values = {}
+        self.read_now = False
+        self.reboot = False
+        self.heap_high = 0
+        self.started = time.ticks_ms()
+
+    def feed(self):
+        if self.wdt is not None:
+            self.wdt.feed()
+
+    # --- commands (called by downlink once a command packet is verified) ---
+    def command(self, opcode, argument):
+        if opcode == control.CMD_READ_NOW:
+            self.read_now = True
+        elif opcode == control.CMD_SET_INTERVAL:
+            self.cfg.set_interval(control.interval_of(argument))
+        elif opcode == control.CMD_REBOOT:
+            self.reboot = True  # after this cycle, once the ack is handled
+        elif opcode == control.CMD_ROTATE_KEY:
+            if len(argument) != 33:
+                return False
+            self.cfg.set_key(argument[0], bytes(argument[1:]))
+            self.keys = mpseal.DeviceKeys(self.cfg.key)
+            self.downlink.rotate(self.cfg.epoch, self.keys)
+        else:
+            return False
+        self.log("command %s" % control.CMD_NAMES.get(opcode, opcode))
+        return True
+
+    def log(self, text):
+        if self.cfg.log:
+            print(text)
+
+    # --- one reading ---
+    def measure(self):
+        values = self.values
+        values.clear()
+        sensors.read_all(self.sensors, values, self.counters)
+        seq = self.seqs.next()
+        packet = mpseal.seal(self.keys, self.cfg.device_id, seq, payload.encode_values(values), epoch=self.cfg.epoch)
+        self.counters.readings += 1
+        self.log("sealed %d" % seq)
+        return seq, packet
+
+    def deliver(self, seq, packet):
+        """Tries each transport in order; ACKED, KEEP (no ack: queue it) or
+        REJECTED (the host refused this packet for good)."""
+        c = self.counters
+        self.led.set(True)
+        try:
+            for transport in self.transports:
+                reply = transport.send(packet)
+                c.sent += 1
+                if reply is not None:
+                    if self.downlink.handle(reply, seq):
+                        c.acked += 1
+                        self.log("acked %d via %s" % (seq, transport.name))
+                        return ACKED
+                elif getattr(transport, "rejected", None) in FINAL_REJECTIONS:
+                    c.rejected += 1
+                    self.log("rejected %d: %s" % (seq, transport.rejected))
+                    return REJECTED
+            return KEEP
+        finally:
+            self.led.set(False)
+
+    def queue(self, seq, packet):
+        self.outbox.push(seq, packet)
+        self.counters.queued += 1
+        self.counters.dropped = self.outbox.dropped
+        self.log("queued %d" % seq)
+
+    def flush(self):
+        for _ in range(MAX_FLUSH_PER_CYCLE):
+            item = self.outbox.oldest()
+            if item is None:
+                return
+            seq, packet = item
+            if self.deliver(seq, packet) == KEEP:
+                return  # link still down: keep the order, try again next cycle
+            self.outbox.remove(seq)
+            self.feed()
+
+    def poll(self):
+        for transport in self.transports:
+            if hasattr(transport, "poll"):
+                packet = transport.poll()
+                if packet is not None:
+                    self.downlink.handle(packet)
+
+    def cycle(self):
+        seq, packet = self.measure()
+        if len(self.outbox):
+            self.queue(seq, packet)  # behind the backlog: the host sees numbers in order
+            self.flush()
+        elif self.deliver(seq, packet) == KEEP:
+            self.queue(seq, packet)
+            self.led.blink(status_led.BLINKS_QUEUED)
+        self.poll()
+
+    def safe_cycle(self):
+        try:
+            self.cycle()
+        except Exception as exc:  # one bad cycle must not stop a board in the field
+            self.counters.errors += 1
+            sys.print_exception(exc)
+        allocated = gc.mem_alloc()
+        if allocated > self.heap_high:
+            self.heap_high = allocated
+        gc.collect()
+
+    def stats(self):
+        return self.counters.line(
+            queue=len(self.outbox),
+            seq_writes=self.seqs.flash_writes,
+            heap_high=self.heap_high,
+            heap_live=gc.mem_alloc(),
+            run_ms=time.ticks_diff(time.ticks_ms(), self.started),
+        )
+
+    # --- power modes ---
+    def run(self):
+        if self.always_on:
+            self.run_always_on()
+        else:
+            self.run_interval()
+
+    def run_interval(self):
+        self.safe_cycle()
+        while self.read_now and not self.reboot:
+            self.read_now = False
+            self.safe_cycle()
+        print(self.stats())
+        self.counters.save_rtc(self.cfg.device_id, self.seqs.next_seq)
+        if self.reboot:
+            hw.reset()
+        hw.deepsleep(min(max(self.cfg.interval_s, 1), MAX_DEEPSLEEP_S) * 1000)
+
+    def run_always_on(self):
+        limit = self.cfg.max_readings
+        every = 1 if self.cfg.log or self.cfg.interval_s else STATS_EVERY
+        while True:
+            self.feed()
+            self.safe_cycle()
+            readings = self.counters.readings
+            if readings % every == 0:
+                print(self.stats())
+            if self.reboot:
+                print(self.stats())
+                hw.reset()
+            if limit and readings >= limit:
+                print(self.stats())
+                return
+            self.wait(self.cfg.interval_s * 1000)
+
+    def wait(self, ms):
+        start = time.ticks_ms()
+        while not self.read_now and time.ticks_diff(time.ticks_ms(), start) < ms:
+            self.feed()
+            self.poll()
+            time.sleep_ms(min(SLEEP_SLICE_MS, ms - time.ticks_diff(time.ticks_ms(), start)))
+        self.read_now = False
+
+
+def main():
+    try:
+        cfg = config.load()
+        app = App(cfg)
+    except (config.ConfigError, seqstore.SequenceStoreError, ValueError) as exc:
+        print("mpseal: %s" % exc)
+        status_led.StatusLed().blink(status_led.BLINKS_CONFIG)
+        return
+    app.run()

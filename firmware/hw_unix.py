@@ -1,0 +1,164 @@
+# Unix-port side of the hardware seam (see hw.py): the same names and
+# signatures as the ESP8266 modules, so the app cannot tell them apart.
+#   - sockets are real (loopback); Wi-Fi "joins" at once.
+#   - flash is a folder: the launcher (mpseal_tools.board_sim) mounts it at /
+#     with os.VfsPosix, so /config.json, /seq.dat, /queue/... are the same
+#     paths as on the board. Simulator state (RTC memory) lives in a second
+#     folder mounted at /.sim, which the launcher wipes on a simulated power cut.
+#   - machine.deepsleep(ms) sleeps, then exits with EXIT_DEEPSLEEP; the
+#     launcher starts the process again with reset cause DEEPSLEEP_RESET, which
+#     is what a board with GPIO16 wired to RST does. machine.reset() exits with
+#     EXIT_RESET; a watchdog that was not fed in time exits with EXIT_WDT.
+#   - sensors (hw_unix_sensors.py) return smooth made-up values.
+import os
+import sys
+import time
+
+SIMULATED = True
+# esp8266 rst_info reasons, as machine.reset_cause() returns them there
+PWRON_RESET = 0
+WDT_RESET = 1
+SOFT_RESET = 4
+DEEPSLEEP_RESET = 5
+HARD_RESET = 6
+EXIT_DEEPSLEEP = 75
+EXIT_RESET = 76
+EXIT_WDT = 77
+RESET_CAUSE_ENV = "MPSEAL_RESET_CAUSE"  # set by the launcher
+RTC_FILE = "/.sim/rtc_memory"
+RTC_MEMORY_SIZE = 492  # bytes of user RTC memory on the ESP8266
+LED_PIN = 2
+LED_ACTIVE_LOW = True
+WIFI_TIMEOUT_MS = 0  # hw_esp8266 exports it; loopback needs no wait
+
+
+def reset_cause():
+    cause = os.getenv(RESET_CAUSE_ENV)
+    return int(cause) if cause else PWRON_RESET
+
+
+def deepsleep(time_ms=0):
+    if time_ms:
+        time.sleep_ms(time_ms)
+    sys.exit(EXIT_DEEPSLEEP)
+
+
+def reset():
+    sys.exit(EXIT_RESET)
+
+
+def unique_id():
+    return b"unix"
+
+
+def rename(old, new):
+    # VfsPosix on the unix port resolves both absolute paths into one shared
+    # buffer, so os.rename('/a', '/b') renames '/b' onto itself (ENOENT).
+    # A path relative to '/' takes the other code path.
+    cwd = os.getcwd()
+    os.chdir("/")
+    try:
+        os.rename(old, new.lstrip("/"))
+    finally:
+        os.chdir(cwd)
+
+
+def quiet_boot():
+    pass
+
+
+def wifi_connect(ssid, password, timeout_ms=0, feed=None):
+    return True  # loopback needs no association
+
+
+def wifi_rssi():
+    return -55
+
+
+def webrepl_start(password):
+    print("webrepl: not available on the unix port (would listen on :8266)")
+
+
+class Pin:
+    IN = 0
+    OUT = 1
+    OPEN_DRAIN = 2
+    PULL_UP = 1
+
+    def __init__(self, id, mode=-1, pull=-1, value=None, *, drive=None, alt=None):  # machine.Pin's signature
+        self.id = id
+        self.mode = mode
+        self._value = 0 if value is None else value
+
+    def value(self, value=None):
+        if value is None:
+            return self._value
+        self._value = 1 if value else 0
+
+    def on(self):
+        self._value = 1
+
+    def off(self):
+        self._value = 0
+
+
+class ADC:
+    def __init__(self, id: object = 0, *, sample_ns=None, atten=None):  # machine.ADC's (id: int or Pin)
+        self.id = id
+
+    def read(self):
+        # 0..1024 for 0..1.0 V at the pin; a 4.0 V cell behind the Wemos
+        # 220k/100k divider (3.2:1) and sagging slowly.
+        return 800 - int(time.time() / 3600) % 60
+
+
+class WDT:
+    def __init__(self, id=0, timeout=5000):
+        self.timeout = timeout
+        self._last = time.ticks_ms()
+
+    def feed(self):
+        # No timer interrupt on the unix port: a late feed is detected here,
+        # and the process ends as the chip would (a hang itself is caught by
+        # the launcher's own timeout, not here).
+        now = time.ticks_ms()
+        if time.ticks_diff(now, self._last) > self.timeout:
+            print("watchdog: not fed for %d ms, resetting" % time.ticks_diff(now, self._last))
+            sys.exit(EXIT_WDT)
+        self._last = now
+
+
+class RTC:
+    def __init__(self, id=0, *, datetime=None):  # machine.RTC's signature
+        pass
+
+    def memory(self, data=None):
+        if data is None:
+            try:
+                with open(RTC_FILE, "rb") as f:
+                    return f.read()
+            except OSError:
+                return b""
+        if len(data) > RTC_MEMORY_SIZE:
+            raise ValueError("RTC memory holds %d bytes" % RTC_MEMORY_SIZE)
+        try:
+            with open(RTC_FILE, "wb") as f:
+                f.write(data)
+        except OSError:
+            pass  # launched without a /.sim folder: RTC memory does not survive
+
+
+def driver(name):
+    """The sensor driver module `name` ("dht", "onewire", "ds18x20"): here
+    simulated ones, imported only when a sensor of that kind is configured."""
+    import hw_unix_sensors
+
+    return getattr(hw_unix_sensors, name)
+
+
+def modem_uart(id, baudrate):
+    """The SMS modem's UART (transport_sms): a serial device file named by
+    MPSEAL_UART<id>. Imported on first use only."""
+    import hw_unix_uart
+
+    return hw_unix_uart.modem_uart(id, baudrate)

@@ -1,0 +1,78 @@
+# Device -> host sequence numbers that are never reused, even across power
+# cuts, with one flash write per BLOCK readings instead of one per reading.
+#
+# /seq.dat holds a reservation R: every number below R may have been used,
+# none at or above R has. Before handing out R itself the store writes
+# R + BLOCK (atomically), so a cut at any instant leaves a file whose R is
+# above every number that went out. After a power cut the board starts at R:
+# it skips at most BLOCK - 1 unused numbers, always FORWARD, which the host's
+# replay window accepts (only numbers older than the newest one it has seen
+# can be refused, and a fresh reading is always the newest).
+# After a deep sleep the exact next number comes from RTC memory instead
+# (see counters.py), so an interval-mode board does not write on every wake.
+import flashfs
+
+PATH = "/seq.dat"
+BLOCK = 64  # numbers reserved per flash write; see docs/firmware.md for the trade-off
+
+
+class SequenceStoreError(OSError):
+    pass
+
+
+def _parse(raw):
+    # "R R\n": the number written twice, so a torn write (a prefix, or zeros)
+    # never parses as a plausible smaller value.
+    try:
+        first, second = raw.split()
+        first = int(first)
+        if first > 0 and first == int(second):
+            return first
+    except (ValueError, AttributeError):
+        pass
+    return None
+
+
+class SequenceStore:
+    def __init__(self, path=PATH, block=BLOCK, resume=None):
+        """`resume`: the exact next number kept in RTC memory over a deep
+        sleep, or None after a power cut; trusted only inside the current
+        reservation."""
+        self.path = path
+        self.block = block
+        self.flash_writes = 0
+        self.limit = self._read_limit()
+        self.next_seq = self.limit
+        if resume is not None and self.limit - block <= resume <= self.limit:
+            self.next_seq = resume
+
+    def _read_limit(self):
+        best = None
+        found = False
+        for name in (self.path, self.path + flashfs.TMP_SUFFIX):
+            try:
+                with open(name, "rb") as f:
+                    raw = f.read()
+            except OSError:
+                continue
+            found = True
+            value = _parse(raw)
+            if value is not None and (best is None or value > best):
+                best = value
+        if best is None:
+            if found:
+                # Starting again at 1 would reuse numbers the host has seen:
+                # every reading would be refused as a replay. Stop instead.
+                raise SequenceStoreError("%s is unreadable: re-provision the board (new key) to reset the counter" % self.path)
+            return 1  # a freshly provisioned board
+        return best
+
+    def next(self):
+        seq = self.next_seq
+        if seq >= self.limit:
+            limit = seq + self.block
+            flashfs.write_atomic(self.path, b"%d %d\n" % (limit, limit))
+            self.flash_writes += 1
+            self.limit = limit
+        self.next_seq = seq + 1
+        return seq

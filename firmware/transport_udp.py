@@ -1,0 +1,53 @@
+# UDP to the receiver: one packet per datagram, the reply datagram is the
+# sealed ack (docs/design.md). A lost datagram or ack is retried with a
+# doubling wait; after the last attempt send() returns None and the app keeps
+# the packet in the flash queue for the next cycle.
+import select
+import socket
+
+ACK_TIMEOUTS_MS = (300, 600, 1200)  # wait per attempt: backoff doubles, 2.1 s in all
+MAX_REPLY = 512  # mpseal.packet.MAX_PACKET_SIZE
+
+
+class Transport:
+    name = "udp"
+
+    def __init__(self, config):
+        self.host = config.host
+        self.port = config.udp_port
+        self.addr = None
+        self.sock = None
+        self.poller = None
+
+    def _open(self):
+        if self.sock is None:
+            if self.addr is None:
+                self.addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_DGRAM)[0][-1]
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.poller = select.poll()
+            self.poller.register(self.sock, select.POLLIN)
+        return self.sock
+
+    def _drain(self):
+        # Late acks for earlier attempts would otherwise be taken as the
+        # reply to this packet.
+        while self.poller.poll(0):
+            self.sock.recv(MAX_REPLY)
+
+    def send(self, packet):
+        try:
+            sock = self._open()
+            self._drain()
+            for timeout_ms in ACK_TIMEOUTS_MS:
+                self.idle()
+                sock.sendto(packet, self.addr)
+                if self.poller.poll(timeout_ms):
+                    return sock.recv(MAX_REPLY)
+        except OSError:  # no route, DNS failure, ICMP port unreachable: link trouble
+            self.close()
+        return None
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = self.poller = None

@@ -1,0 +1,62 @@
+# config.py: a good file loads with the documented defaults; every bad key is
+# named in the error. Run under micropython with the flash folder at /.
+import json
+
+import config
+from fw_check import raises, read, write
+
+KEY = "00" * 32
+GOOD = {"device_id": 3, "key": KEY, "receiver": {"host": "127.0.0.1"}}
+
+
+def load(d):
+    write("/config.json", json.dumps(d).encode())
+    return config.load()
+
+
+cfg = load(GOOD)
+assert (cfg.udp_port, cfg.http_port, cfg.interval_s, cfg.power, cfg.transports, cfg.epoch) == (4740, 8740, 60, "always-on", ["udp"], 0)
+assert cfg.key == bytes(32) and cfg.queue_max == 100
+print("ok defaults")
+
+BAD = (
+    ("device_id", {"device_id": "3"}),
+    ("key", {"key": "abc"}),
+    ("key", {"key": "zz" * 32}),
+    ("receiver", {"receiver": "127.0.0.1"}),
+    ("receiver.udp_port", {"receiver": {"host": "h", "udp_port": 70000}}),
+    ("receiver.host", {"receiver": {"udp_port": 1}}),
+    ("transports", {"transports": []}),
+    ("power", {"power": "turbo"}),
+    ("interval_s", {"interval_s": -1}),
+    ("epoch", {"epoch": 256}),
+    ("sensors", {"sensors": [{"pin": 4}]}),
+    ("webrepl.password", {"webrepl": {"password": "far-too-long-password"}}),
+    ("wifi.ssid", {"wifi": {"password": "x"}}),
+)
+for key, change in BAD:
+    d = dict(GOOD)
+    d.update(change)
+    message = raises(config.ConfigError, load, d)
+    assert ("'%s'" % key) in message, (key, message)
+    assert KEY not in message  # the key itself is never printed
+    print("ok bad", key)
+
+d = dict(GOOD)
+del d["device_id"]
+assert "'device_id'" in raises(config.ConfigError, load, d)
+write("/config.json", b"{not json")
+assert "not valid JSON" in raises(config.ConfigError, config.load)
+import os
+
+os.remove("/config.json")
+assert "provision" in raises(config.ConfigError, config.load)
+print("ok missing and broken file")
+
+cfg = load(GOOD)
+cfg.set_interval(7)
+assert json.loads(read("/config.json"))["interval_s"] == 7 and config.load().interval_s == 7
+cfg.set_key(2, bytes(range(32)))
+again = config.load()
+assert again.epoch == 2 and again.key == bytes(range(32))
+print("ok commands write the file back")

@@ -1,0 +1,23 @@
+"""`make demo SECONDS=N`: the firmware on the unix port, the real receiver,
+readings stored and visible in the API, and a summary at the end."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_stores_readings_and_prints_a_summary(tmp_path):
+    run_dir = tmp_path / "demo-run"
+    result = subprocess.run(
+        [sys.executable, "-m", "mpseal_tools.demo", "--seconds", "6", "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"web page  http://127\.0\.0\.1:\d+/", result.stdout)
+    summary = re.search(r"demo summary: sent (\d+), acknowledged (\d+), stored (\d+), rejected (\d+)", result.stdout)
+    assert summary, result.stdout
+    sent, acked, stored, rejected = map(int, summary.groups())
+    assert sent >= 3 and stored >= 3 and acked >= 3 and rejected == 0
+    assert (run_dir / "flash" / "config.json").exists() and (run_dir / "mpseal.sqlite").exists()

