@@ -1,0 +1,131 @@
+"""Packets in, outcomes and sealed acks out, one transaction per batch.
+
+Every transport (UDP, HTTP, SMS modem, gammu-smsd hook) calls
+Ingestor.ingest(); see docs/receiver.md. The device cache (derived keys,
+replay windows) lives in memory and is reloaded whenever another connection
+has written the database, checked under the write lock, so two processes can
+never both accept the same sequence number.
+"""
+import logging
+import sqlite3
+import time
+
+from mpseal_host.hostkeys import HostKeys
+from mpseal_host.pipeline import REJECTED, STORAGE_ERROR, Batch, DeviceState, Outcome, Pipeline
+from mpseal_host.storage import NO_DEVICE
+
+log = logging.getLogger("mpseal.receiver")
+
+LOG_LINES_PER_SECOND = 20  # rejection lines beyond this are summed into one line per second
+
+
+class RejectionLog:
+    """One log line per rejection naming device and reason, until a flood:
+    then one summary line per second (the counters stay exact)."""
+
+    def __init__(self, limit=LOG_LINES_PER_SECOND, clock=time.monotonic):
+        self.limit = limit
+        self.clock = clock
+        self.window_start = clock()
+        self.lines = 0
+        self.suppressed = 0
+
+    def __call__(self, outcome):
+        now = self.clock()
+        if now - self.window_start >= 1.0:
+            if self.suppressed:
+                log.warning("%d more rejections not logged in the last second (see 'mpseal stats')", self.suppressed)
+            self.window_start, self.lines, self.suppressed = now, 0, 0
+        if self.lines >= self.limit:
+            self.suppressed += 1
+            return
+        self.lines += 1
+        if outcome.device is not None:
+            who = "device %s (id %d)" % (outcome.device, outcome.device_id)
+        elif outcome.device_id is not None:
+            who = "unregistered device id %d" % outcome.device_id
+        else:
+            who = "unparsable packet"
+        seq = "" if outcome.seq is None else " seq %d" % outcome.seq
+        log.warning("rejected %s%s via %s: %s", who, seq, outcome.transport, outcome.detail or outcome.reason)
+
+
+class Ingestor:
+    def __init__(self, storage, log_rejection=None):
+        self.storage = storage
+        self.states = {}
+        self._key_cache = {}  # master key bytes -> HostKeys (HKDF once per key, not per reload)
+        self._seen_version = None
+        self.pipeline = Pipeline(self, NO_DEVICE)
+        self.log_rejection = log_rejection or RejectionLog()
+
+    # registry interface used by the pipeline
+    def stored_payload(self, device_id, seq):
+        return self.storage.stored_payload(device_id, seq)
+
+    def unsent_commands(self, device_id):
+        return self.storage.unsent_commands(device_id)
+
+    def commands_acking(self, device_id, seq):
+        return self.storage.commands_acking(device_id, seq)
+
+    def _host_keys(self, key):
+        keys = self._key_cache.get(key)
+        if keys is None:
+            keys = self._key_cache[key] = HostKeys(key)
+        return keys
+
+    def reload(self):
+        keys = self.storage.all_keys()
+        with_commands = self.storage.devices_with_unsent_commands()
+        states = {}
+        live = {}
+        for device in self.storage.list_devices():
+            entries = {}
+            for epoch, key, state in keys.get(device.id, ()):
+                live[key] = entries[epoch] = (self._host_keys(key), state)
+            states[device.id] = DeviceState(device, entries, device.id in with_commands)
+        self._key_cache = {key: entry[0] for key, entry in live.items()}
+        self.states = states
+
+    def _refresh(self):
+        version = (self.storage.data_version(), self.storage.generation)
+        if version != self._seen_version:
+            self.reload()
+            self._seen_version = version
+
+    def ingest(self, items, now=None):
+        """items: iterable of (packet, transport) or (packet, transport, sender).
+        Returns [(Outcome, ack bytes or None)] in the same order."""
+        items = list(items)
+        db = self.storage.db
+        batch = Batch(time.time() if now is None else now)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            self._refresh()
+            outcomes = [self.pipeline.process(item[0], item[1], batch, *item[2:3]) for item in items]
+            self.storage.write_batch(batch)
+            db.execute("COMMIT")
+        except Exception as exc:  # a full disk or a bug must not take the receiver down
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            # Nothing was stored, so nothing is acknowledged; the in-memory
+            # windows may have moved ahead of the database: reload them.
+            if isinstance(exc, sqlite3.Error):
+                log.error("could not store a batch of %d packets: %s", len(items), exc)
+            else:
+                log.exception("ingest failed for a batch of %d packets", len(items))
+            self._seen_version = None
+            return [(Outcome(REJECTED, item[1], STORAGE_ERROR, detail=str(exc)), None) for item in items]
+        # Another Ingestor on this same connection (PRAGMA data_version does not
+        # see same-connection writes) must reload: bump the shared generation.
+        self.storage.generation += 1
+        self._seen_version = (self.storage.data_version(), self.storage.generation)
+        for state in batch.devices.values():
+            state.clear_deltas()
+        results = []
+        for outcome in outcomes:
+            if outcome.status == REJECTED:
+                self.log_rejection(outcome)
+            results.append((outcome, self.pipeline.seal_ack(outcome)))
+        return results

@@ -1,0 +1,83 @@
+"""A real `mpseal receive` subprocess on free loopback ports, for the receiver tests."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from conftest import BIN
+
+MPSEAL = os.path.join(BIN, "mpseal")
+
+
+class RunningReceiver:
+    def __init__(self, db):
+        self.db = str(db)
+        self.proc = subprocess.Popen(
+            [MPSEAL, "receive", "--db", self.db, "--udp", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()  # "mpseal receive: listening on udp H:P, http://H:P/, database ..."
+        if "listening on" not in line:
+            self.proc.kill()
+            raise AssertionError("receiver did not start: %r %s" % (line, self.proc.stderr.read()))
+        udp = line.split("udp ")[1].split(",")[0]
+        self.udp = (udp.rsplit(":", 1)[0], int(udp.rsplit(":", 1)[1]))
+        self.base = line.split("http://")[1].split("/")[0]
+        self.url = "http://%s" % self.base
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def udp_exchange(self, packet, timeout=3.0):
+        """Sends one datagram; returns the reply datagram or None (silence)."""
+        self.sock.settimeout(timeout)
+        self.sock.sendto(packet, self.udp)
+        try:
+            return self.sock.recvfrom(4096)[0]
+        except socket.timeout:
+            return None
+
+    def post(self, body, content_type="application/octet-stream", path="/api/ingest"):
+        """Returns (status, body bytes, headers)."""
+        request = urllib.request.Request(self.url + path, data=body, method="POST", headers={"Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read(), response.headers
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), exc.headers
+
+    def get(self, path):
+        """Returns (status, parsed JSON)."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout=20):
+        """SIGTERM; returns (exit code, stdout rest, stderr)."""
+        self.sock.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        return self.proc.returncode, out, err
+
+
+def wait_until(condition, timeout=20.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for %s" % what)

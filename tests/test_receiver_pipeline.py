@@ -1,0 +1,242 @@
+"""What happens to a packet: mpseal_host.pipeline through Ingestor, on a real
+SQLite file (no sockets)."""
+import os
+import sqlite3
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mpseal
+from mpseal import control, payload
+from mpseal_host.hostkeys import HostKeys
+from mpseal_host.ingest import Ingestor, RejectionLog
+from mpseal_host.pipeline import DUPLICATE, REJECTED, STORED
+from mpseal_host.storage import Storage
+
+READING = payload.encode_values({"temperature": 21.5, "humidity": 40.2})
+
+
+@pytest.fixture
+def db(tmp_path):
+    return str(tmp_path / "db.sqlite")
+
+
+@pytest.fixture
+def storage(db):
+    s = Storage(db)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def device(storage):
+    return storage.add_device("greenhouse")
+
+
+def one(ingestor, packet, transport="udp", sender=None):
+    item = (packet, transport) if sender is None else (packet, transport, sender)
+    return ingestor.ingest([item])[0]
+
+
+def open_ack(device, ack, epoch=None):
+    header, body = mpseal.unseal(ack, device.master_key if epoch is None else epoch, direction=mpseal.TO_DEVICE)
+    return header, control.decode_ack(body)
+
+
+def stored_seqs(storage, name="greenhouse"):
+    return [r["seq"] for r in storage.readings(name, limit=10000)]
+
+
+def test_reading_is_stored_and_acked(storage, device):
+    ingestor = Ingestor(storage)
+    outcome, ack = one(ingestor, mpseal.seal(device.master_key, device.id, 1, READING))
+    assert outcome.status == STORED and outcome.value == {"temperature": 21.5, "humidity": 40.2}
+    header, (acked, commands) = open_ack(device, ack)
+    assert header.type == mpseal.TYPE_ACK and header.seq == 1 and acked == 1 and commands == []
+    assert storage.readings("greenhouse")[0]["value"] == {"temperature": 21.5, "humidity": 40.2}
+    saved = storage.get_device("greenhouse")
+    assert (saved.last_seq, saved.last_transport, saved.stored, saved.host_seq) == (1, "udp", 1, 1)
+    assert mpseal.ReplayWindow.from_bytes(saved.replay_window).highest == 1
+
+
+def test_retransmission_is_acked_again_but_stored_once(storage, device):
+    ingestor = Ingestor(storage)
+    packet = mpseal.seal(device.master_key, device.id, 5, READING)
+    first = one(ingestor, packet)
+    again = one(Ingestor(storage), packet)  # a fresh cache: state comes from the database
+    same_batch = ingestor.ingest([(packet, "udp"), (packet, "http")])
+    assert first[0].status == STORED
+    assert [again[0].status] + [o.status for o, _ in same_batch] == [DUPLICATE] * 3
+    acks = [first[1], again[1]] + [a for _, a in same_batch]
+    host_seqs = [open_ack(device, a)[0].seq for a in acks]
+    assert [open_ack(device, a)[1][0] for a in acks] == [5, 5, 5, 5]
+    assert host_seqs == sorted(set(host_seqs)), "every ack takes a new host sequence number"
+    assert stored_seqs(storage) == [5]
+    saved = storage.get_device("greenhouse")
+    assert (saved.stored, saved.duplicates, saved.rejected) == (1, 3, 0)
+
+
+def test_old_packet_beyond_the_window_is_refused_when_not_stored(storage, device):
+    ingestor = Ingestor(storage)
+    one(ingestor, mpseal.seal(device.master_key, device.id, 100, READING))
+    outcome, ack = one(ingestor, mpseal.seal(device.master_key, device.id, 10, READING))
+    assert (outcome.status, outcome.reason, ack) == (REJECTED, "too_old", None)
+    # inside the window and never seen: accepted out of order
+    assert one(ingestor, mpseal.seal(device.master_key, device.id, 99, READING))[0].status == STORED
+    assert stored_seqs(storage) == [99, 100]
+
+
+def test_same_seq_with_other_payload_is_refused_not_acked(storage, device):
+    ingestor = Ingestor(storage)
+    one(ingestor, mpseal.seal(device.master_key, device.id, 3, READING))
+    outcome, ack = one(ingestor, mpseal.seal(device.master_key, device.id, 3, payload.encode_values({"temperature": 1})))
+    assert (outcome.status, outcome.reason, ack) == (REJECTED, "seq_reused", None)
+    assert storage.readings("greenhouse")[0]["value"]["temperature"] == 21.5
+
+
+def test_every_bit_flip_is_rejected_and_nothing_stored(storage, device):
+    ingestor = Ingestor(storage)
+    packet = mpseal.seal(device.master_key, device.id, 1, READING)
+    flipped = []
+    for i in range(len(packet) * 8):
+        b = bytearray(packet)
+        b[i // 8] ^= 1 << (i % 8)
+        flipped.append((bytes(b), "udp"))
+    results = ingestor.ingest(flipped)
+    assert all(o.status == REJECTED and a is None for o, a in results)
+    reasons = {o.reason for o, _ in results}
+    assert reasons <= {"bad_tag", "bad_version", "bad_type", "unknown_device", "unknown_epoch"}
+    assert "bad_tag" in reasons
+    assert stored_seqs(storage) == []
+    assert storage.stats()["rejected"] == len(flipped)
+
+
+@settings(max_examples=200, deadline=None)
+@given(junk=st.binary(max_size=700))
+def test_random_bytes_never_stored_never_raise(tmp_path_factory, junk):
+    s = Storage(str(tmp_path_factory.mktemp("junk") / "db.sqlite"))
+    s.add_device("greenhouse")
+    outcome, ack = Ingestor(s).ingest([(junk, "udp")])[0]
+    assert outcome.status == REJECTED and ack is None and outcome.reason
+    assert s.db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 0
+    s.close()
+
+
+def test_rejections_counted_by_reason_and_device(storage, device):
+    ingestor = Ingestor(storage)
+    key = device.master_key
+    ingestor.ingest(
+        [
+            (b"", "udp"),
+            (mpseal.seal(key, 99, 1, READING), "udp"),  # unknown device
+            (mpseal.seal(key, device.id, 1, READING, epoch=7), "udp"),  # unknown epoch
+            (mpseal.seal(os.urandom(32), device.id, 1, READING), "udp"),  # wrong key
+            (mpseal.seal(key, device.id, 1, READING, type=mpseal.TYPE_ACK), "udp"),  # reflected direction
+            (mpseal.seal(key, device.id, 2, b"\x09junk"), "udp"),  # authentic, payload undecodable
+        ]
+    )
+    stats = storage.stats()
+    assert stats["rejected_by_reason"] == {
+        "truncated": 1, "unknown_device": 1, "unknown_epoch": 1, "bad_tag": 1, "bad_type": 1, "bad_payload": 1
+    }
+    assert stats["rejected_by_device"]["greenhouse"] == {"unknown_epoch": 1, "bad_tag": 1, "bad_type": 1, "bad_payload": 1}
+    assert storage.get_device("greenhouse").rejected == 4
+    assert stored_seqs(storage) == []
+
+
+def test_rejection_log_names_device_and_reason_and_survives_a_flood(storage, device, caplog):
+    clock = [0.0]
+    ingestor = Ingestor(storage, RejectionLog(limit=5, clock=lambda: clock[0]))
+    bad = mpseal.seal(os.urandom(32), device.id, 1, READING)
+    with caplog.at_level("WARNING", logger="mpseal.receiver"):
+        ingestor.ingest([(bad, "udp")] * 50)
+        clock[0] = 2.0
+        ingestor.ingest([(bad, "http")])
+    lines = [r.getMessage() for r in caplog.records]
+    assert "rejected device greenhouse (id 1) seq 1 via udp: bad_tag" in lines
+    assert len(lines) == 5 + 1 + 1  # 5 lines, the summary of 45 more, the next second's line
+    assert any("45 more rejections" in line for line in lines)
+    assert storage.stats()["rejected"] == 51
+    assert device.master_key.hex() not in " ".join(lines)
+
+
+def test_sender_must_be_allowed_when_a_list_is_set(storage, device):
+    storage.set_allowed_numbers("greenhouse", ["+4915112345678"])
+    ingestor = Ingestor(storage)
+    packet = mpseal.seal(device.master_key, device.id, 1, READING)
+    assert one(ingestor, packet, "sms", "+4900000000")[0].reason == "unknown_sender"
+    assert one(ingestor, packet, "sms", "+4915112345678")[0].status == STORED
+
+
+def test_command_rides_on_the_next_ack_and_again_on_its_reack(storage, device):
+    ingestor = Ingestor(storage)
+    storage.queue_command("greenhouse", control.set_interval(300))
+    first = mpseal.seal(device.master_key, device.id, 1, READING)
+    _, ack = one(ingestor, first)
+    assert open_ack(device, ack)[1] == (1, [control.set_interval(300)])
+    _, reack = one(ingestor, first)  # the ack was lost: the device sends seq 1 again
+    assert open_ack(device, reack)[1] == (1, [control.set_interval(300)])
+    _, next_ack = one(ingestor, mpseal.seal(device.master_key, device.id, 2, READING))
+    assert open_ack(device, next_ack)[1] == (2, [])
+    (_, _, _, sent_at, sent_host_seq, acked_seq), = storage.list_commands("greenhouse")
+    assert sent_at is not None and acked_seq == 1 and sent_host_seq == open_ack(device, reack)[0].seq
+
+
+def test_rotation_accepts_both_epochs_until_the_new_one_is_used(storage, device):
+    ingestor = Ingestor(storage)
+    new_key = os.urandom(32)
+    storage.add_pending_key("greenhouse", 1, new_key)
+    old = one(ingestor, mpseal.seal(device.master_key, device.id, 1, READING, epoch=0))
+    assert old[0].status == STORED and open_ack(device, old[1])[0].epoch == 0
+    assert storage.get_device("greenhouse").pending_epoch == 1
+    new = one(ingestor, mpseal.seal(new_key, device.id, 2, READING, epoch=1))
+    assert new[0].status == STORED
+    header, _ = open_ack(device, new[1], epoch=new_key)  # the ack is sealed under the new key
+    assert header.epoch == 1
+    assert storage.device_keys("greenhouse") == [(1, new_key, "current")]
+    # the retired key no longer opens anything
+    late = one(ingestor, mpseal.seal(device.master_key, device.id, 3, READING, epoch=0))
+    assert late[0].reason == "unknown_epoch"
+
+
+def test_a_failed_commit_acks_nothing_and_forgets_the_window(storage, device, db):
+    ingestor = Ingestor(storage)
+    packet = mpseal.seal(device.master_key, device.id, 1, READING)
+    blocker = sqlite3.connect(db, timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    storage.db.execute("PRAGMA busy_timeout=50")
+    outcome, ack = one(ingestor, packet)
+    assert (outcome.status, outcome.reason, ack) == (REJECTED, "storage_error", None)
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    outcome, ack = one(ingestor, packet)  # the device retransmits: stored now, not a "duplicate"
+    assert outcome.status == STORED and ack is not None
+
+
+def test_two_processes_never_both_accept_a_sequence_number(db, storage, device):
+    a, b = Ingestor(storage), Ingestor(Storage(db))
+    packet = mpseal.seal(device.master_key, device.id, 1, READING)
+    a_first = one(a, mpseal.seal(device.master_key, device.id, 2, READING))  # warms a's cache
+    assert one(b, packet)[0].status == STORED
+    assert a_first[0].status == STORED
+    assert one(a, packet)[0].status == DUPLICATE  # a reloaded the window b wrote
+    assert stored_seqs(storage) == [1, 2]
+    b.storage.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=200), version=st.sampled_from([1, 2]), seq=st.integers(1, 2**32 - 1))
+def test_hostkeys_agree_with_mpseal_both_ways(data, version, seq):
+    master = bytes(range(32))
+    keys = HostKeys(master)
+    packet = mpseal.seal(master, 9, seq, data, version=version, epoch=4)
+    header = mpseal.parse_header(packet)
+    assert keys.verify(packet, header) and keys.decrypt(packet, header) == data
+    ack = keys.seal(9, seq, data, mpseal.TYPE_ACK, 4, version)
+    opened_header, opened = mpseal.unseal(ack, master, direction=mpseal.TO_DEVICE)
+    assert opened == data and (opened_header.seq, opened_header.epoch, opened_header.version) == (seq, 4, version)
+    if version == mpseal.VERSION_COMPACT:  # no random IV: byte for byte
+        assert ack == mpseal.seal(master, 9, seq, data, type=mpseal.TYPE_ACK, epoch=4, version=version)
+    tampered = packet[:-1] + bytes([packet[-1] ^ 1])
+    assert not keys.verify(tampered, header)
