@@ -2,7 +2,7 @@
 that area's test files."""
 import os
 import subprocess
-import sys
+import time
 
 import pytest
 
@@ -26,6 +26,18 @@ def micropython():
     if not os.access(MICROPYTHON, os.X_OK):
         pytest.fail("no micropython executable at %s: run 'make venv'" % MICROPYTHON)
     return run_micropython
+
+
+def wait_until(predicate, timeout=20.0, what="condition", interval=0.05):
+    """Polls predicate() until it returns something true (which is returned);
+    fails the test naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out after %s s waiting for %s" % (timeout, what))
 
 
 def mpseal_cli(*args, input=b"", timeout=60):

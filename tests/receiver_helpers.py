@@ -4,7 +4,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
@@ -72,12 +71,3 @@ class RunningReceiver:
             self.proc.kill()
             out, err = self.proc.communicate()
         return self.proc.returncode, out, err
-
-
-def wait_until(condition, timeout=20.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for %s" % what)

@@ -5,7 +5,6 @@ on the MicroPython unix port, the `mpseal` CLI, gammu-smsd."""
 import json
 import os
 import subprocess
-import time
 
 from conftest import BIN
 from mpseal_host.storage import Storage
@@ -76,13 +75,3 @@ def stats(db):
         return storage.stats()
     finally:
         storage.close()
-
-
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out after %s s waiting for %s" % (timeout, what))

@@ -16,7 +16,7 @@ from mpseal.hmac import compare_digest, hmac_sha256
 from mpseal.keys import LABELS, SALT
 from mpseal_tools import vectors as vector_source
 
-from conftest import REPO, VECTORS, run_micropython
+from conftest import REPO, VECTORS
 
 
 def load(name):

@@ -7,14 +7,14 @@ import os
 import socket
 import stat
 import subprocess
-import time
 
 import pytest
 import yaml
 
-from conftest import BIN
+from conftest import BIN, wait_until
 from mpseal_host.storage import Storage
 from mpseal_tools import board_sim
+from mpseal_tools.receiver_proc import free_port
 from mpseal_tools.provision import SECRETS_TEMPLATE, board_config
 from mpseal_tools.rotate import rotate_key
 from mpseal_tools.vboard import read_flash_files
@@ -28,21 +28,6 @@ pytestmark = pytest.mark.slow
 
 def run(*args, timeout=90):
     return subprocess.run([MPSEAL] + list(args), capture_output=True, timeout=timeout)
-
-
-def free_port(kind):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    pytest.fail("timed out after %ds waiting for %s" % (timeout, what))
 
 
 def device(db, name):

@@ -9,7 +9,8 @@ import mpseal
 from mpseal import control, payload
 from conftest import mpseal_cli
 from mpseal_host.storage import Storage
-from receiver_helpers import RunningReceiver, wait_until
+from conftest import wait_until
+from receiver_helpers import RunningReceiver
 
 pytestmark = pytest.mark.slow
 

@@ -7,11 +7,11 @@ The modems are simulated (a GSM radio cannot exist here)."""
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 
 from mpseal_tools.modem_sim import GammuPhone, Network, SimModem
+from conftest import wait_until
 from sms_helpers import (
     BOARD_NUMBER,
     HOST_NUMBER,
@@ -23,7 +23,6 @@ from sms_helpers import (
     start_board,
     stats,
     stored_seqs,
-    wait_until,
 )
 
 READINGS = 3

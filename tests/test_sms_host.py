@@ -16,7 +16,8 @@ from mpseal_host.pipeline import REJECTED, STORAGE_ERROR, Outcome
 from mpseal_host.sms_ingest import SmsIngest
 from mpseal_host.storage import Storage
 from mpseal_tools.modem_sim import Network, SimModem
-from sms_helpers import BOARD_NUMBER, DEVICE_ID, HOST_NUMBER, run_cli, stats, stored_seqs, wait_until
+from conftest import wait_until
+from sms_helpers import BOARD_NUMBER, DEVICE_ID, HOST_NUMBER, run_cli, stats, stored_seqs
 
 STRANGER = "+4917699999999"
 

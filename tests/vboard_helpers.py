@@ -1,7 +1,6 @@
 """Starts `mpseal vboard` as a user would and tells tests where it listens."""
 import os
 import subprocess
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPSEAL = os.path.join(REPO, ".venv", "bin", "mpseal")
@@ -34,13 +33,3 @@ class RunningVBoard:
                 self.proc.wait()
         for f in (self.proc.stdout, self.proc.stderr):
             f.close()
-
-
-def wait_for(predicate, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()

@@ -4,7 +4,6 @@ import base64
 import hashlib
 import hmac
 import importlib
-import json
 import os
 import subprocess
 import sys
