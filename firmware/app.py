@@ -8,32 +8,32 @@
 import gc
 import sys
 import time
+from micropython import const
 
 import mpseal
-from mpseal import control, payload
+from mpseal.values import encode_values
 
-import config
 import counters
 import downlink
 import hw
+import lazy
 import outbox
 import seqstore
 import sensors
 import status_led
-import transports
 
-WDT_TIMEOUT_MS = 8000  # ESP8266 ignores the value (fixed ~3 s hardware timer); the unix port enforces it
-SLEEP_SLICE_MS = 500  # always-on waits in slices: feed the watchdog, poll downlinks
-MAX_FLUSH_PER_CYCLE = 16  # queued packets sent per cycle, so a long backlog never delays readings much
+_WDT_TIMEOUT_MS = const(8000)  # ESP8266 ignores the value (fixed ~3 s hardware timer); the unix port enforces it
+_SLEEP_SLICE_MS = const(500)  # always-on waits in slices: feed the watchdog, poll downlinks
+_MAX_FLUSH_PER_CYCLE = const(16)  # queued packets sent per cycle, so a long backlog never delays readings much
 # machine.deepsleep(0) would sleep forever, and the ESP8266 SDK takes the time
 # in microseconds as a u32: 2**32 us is 71.6 minutes.
-MAX_DEEPSLEEP_S = 4200
-STATS_EVERY = 100  # readings between STATS console lines in fast mode (interval 0, no "log")
+_MAX_DEEPSLEEP_S = const(4200)
+_STATS_EVERY = const(100)  # readings between STATS console lines in fast mode (interval 0, no "log")
 # HTTP 4xx reasons that will never change for this packet: drop it, count it
 FINAL_REJECTIONS = ("too_old", "seq_reused", "replay", "bad_payload", "bad_padding", "oversize")
-ACKED = 1
-KEEP = 2
-REJECTED = 3
+_ACKED = const(1)
+_KEEP = const(2)
+_REJECTED = const(3)
 
 
 class App:
@@ -43,12 +43,12 @@ class App:
         self.always_on = cfg.power == "always-on"
         self.seqs = seqstore.SequenceStore(resume=self.counters.load_rtc(cfg.device_id))
         self.keys = mpseal.DeviceKeys(cfg.key)
+        lazy.unload(("mpseal.hkdf",))  # derived once; rotate-key loads it again
         self.outbox = outbox.Outbox(cfg.queue_max)
         self.outbox.dropped = self.counters.dropped
-        self.wdt = hw.WDT(timeout=WDT_TIMEOUT_MS) if self.always_on else None
-        self.transports = transports.load(cfg, self.feed)
+        self.wdt = hw.WDT(timeout=_WDT_TIMEOUT_MS) if self.always_on else None
+        self.transports = _transports(cfg, self.feed)
         self.sensors = sensors.build(cfg.sensors)
-        self.led = status_led.StatusLed()
         self.downlink = downlink.Downlink(self.keys, cfg.epoch, self.counters, self.command)
         self.values = {}
         self.read_now = False
@@ -62,22 +62,9 @@ class App:
 
     # --- commands (called by downlink once a command packet is verified) ---
     def command(self, opcode, argument):
-        if opcode == control.CMD_READ_NOW:
-            self.read_now = True
-        elif opcode == control.CMD_SET_INTERVAL:
-            self.cfg.set_interval(control.interval_of(argument))
-        elif opcode == control.CMD_REBOOT:
-            self.reboot = True  # after this cycle, once the ack is handled
-        elif opcode == control.CMD_ROTATE_KEY:
-            if len(argument) != 33:
-                return False
-            self.cfg.set_key(argument[0], bytes(argument[1:]))
-            self.keys = mpseal.DeviceKeys(self.cfg.key)
-            self.downlink.rotate(self.cfg.epoch, self.keys)
-        else:
-            return False
-        self.log("command %s" % control.CMD_NAMES.get(opcode, opcode))
-        return True
+        import commands  # loaded by downlink for this packet, unloaded after it (commands.py)
+
+        return commands.apply(self, opcode, argument)
 
     def log(self, text):
         if self.cfg.log:
@@ -87,18 +74,22 @@ class App:
     def measure(self):
         values = self.values
         values.clear()
-        sensors.read_all(self.sensors, values, self.counters)
+        for sensor in self.sensors:
+            try:
+                sensor.read(values)
+            except OSError:  # DHT timing, a loose probe: counted, the others still report
+                self.counters.sensor_errors += 1
         seq = self.seqs.next()
-        packet = mpseal.seal(self.keys, self.cfg.device_id, seq, payload.encode_values(values), epoch=self.cfg.epoch)
+        packet = mpseal.seal(self.keys, self.cfg.device_id, seq, encode_values(values), epoch=self.cfg.epoch)
         self.counters.readings += 1
         self.log("sealed %d" % seq)
         return seq, packet
 
     def deliver(self, seq, packet):
-        """Tries each transport in order; ACKED, KEEP (no ack: queue it) or
-        REJECTED (the host refused this packet for good)."""
+        """Tries each transport in order; _ACKED, _KEEP (no ack: queue it) or
+        _REJECTED (the host refused this packet for good)."""
         c = self.counters
-        self.led.set(True)
+        status_led.light(True)
         try:
             for transport in self.transports:
                 reply = transport.send(packet)
@@ -107,14 +98,14 @@ class App:
                     if self.downlink.handle(reply, seq):
                         c.acked += 1
                         self.log("acked %d via %s" % (seq, transport.name))
-                        return ACKED
+                        return _ACKED
                 elif getattr(transport, "rejected", None) in FINAL_REJECTIONS:
                     c.rejected += 1
                     self.log("rejected %d: %s" % (seq, transport.rejected))
-                    return REJECTED
-            return KEEP
+                    return _REJECTED
+            return _KEEP
         finally:
-            self.led.set(False)
+            status_led.light(False)
 
     def queue(self, seq, packet):
         self.outbox.push(seq, packet)
@@ -123,12 +114,12 @@ class App:
         self.log("queued %d" % seq)
 
     def flush(self):
-        for _ in range(MAX_FLUSH_PER_CYCLE):
+        for _ in range(_MAX_FLUSH_PER_CYCLE):
             item = self.outbox.oldest()
             if item is None:
                 return
             seq, packet = item
-            if self.deliver(seq, packet) == KEEP:
+            if self.deliver(seq, packet) == _KEEP:
                 return  # link still down: keep the order, try again next cycle
             self.outbox.remove(seq)
             self.feed()
@@ -142,12 +133,12 @@ class App:
 
     def cycle(self):
         seq, packet = self.measure()
-        if len(self.outbox):
+        if len(self.outbox.seqs):
             self.queue(seq, packet)  # behind the backlog: the host sees numbers in order
             self.flush()
-        elif self.deliver(seq, packet) == KEEP:
+        elif self.deliver(seq, packet) == _KEEP:
             self.queue(seq, packet)
-            self.led.blink(status_led.BLINKS_QUEUED)
+            status_led.blink(status_led.BLINKS_QUEUED)
         self.poll()
 
     def safe_cycle(self):
@@ -163,11 +154,13 @@ class App:
 
     def stats(self):
         return self.counters.line(
-            queue=len(self.outbox),
-            seq_writes=self.seqs.flash_writes,
-            heap_high=self.heap_high,
-            heap_live=gc.mem_alloc(),
-            run_ms=time.ticks_diff(time.ticks_ms(), self.started),
+            {
+                "queue": len(self.outbox.seqs),
+                "seq_writes": self.seqs.flash_writes,
+                "heap_high": self.heap_high,
+                "heap_live": gc.mem_alloc(),
+                "run_ms": time.ticks_diff(time.ticks_ms(), self.started),
+            }
         )
 
     # --- power modes ---
@@ -186,11 +179,11 @@ class App:
         self.counters.save_rtc(self.cfg.device_id, self.seqs.next_seq)
         if self.reboot:
             hw.reset()
-        hw.deepsleep(min(max(self.cfg.interval_s, 1), MAX_DEEPSLEEP_S) * 1000)
+        hw.deepsleep(min(max(self.cfg.interval_s, 1), _MAX_DEEPSLEEP_S) * 1000)
 
     def run_always_on(self):
         limit = self.cfg.max_readings
-        every = 1 if self.cfg.log or self.cfg.interval_s else STATS_EVERY
+        every = 1 if self.cfg.log or self.cfg.interval_s else _STATS_EVERY
         while True:
             self.feed()
             self.safe_cycle()
@@ -210,16 +203,43 @@ class App:
         while not self.read_now and time.ticks_diff(time.ticks_ms(), start) < ms:
             self.feed()
             self.poll()
-            time.sleep_ms(min(SLEEP_SLICE_MS, ms - time.ticks_diff(time.ticks_ms(), start)))
+            time.sleep_ms(min(_SLEEP_SLICE_MS, ms - time.ticks_diff(time.ticks_ms(), start)))
         self.read_now = False
 
 
-def main():
+def _settings():
+    """The checked /config.json. The checking code is let go before the App is
+    built, so the two never take heap at the same time."""
+    import config
+
     try:
-        cfg = config.load()
-        app = App(cfg)
-    except (config.ConfigError, seqstore.SequenceStoreError, ValueError) as exc:
+        return config.load()
+    finally:
+        lazy.unload(("config",))
+
+
+def _transports(cfg, feed):
+    import transports  # boot-only: let go once the list is built (lazy.py)
+
+    try:
+        return transports.load(cfg, feed)
+    finally:
+        lazy.unload(("transports",))
+        cfg.data = None  # the parsed file: only transports read it (config.save reads it again)
+
+
+def start():
+    """The App for /config.json, or None when it cannot start (the reason is
+    printed and the LED blinks)."""
+    try:
+        return App(_settings())
+    except (seqstore.SequenceStoreError, ValueError) as exc:  # ValueError includes config.ConfigError
         print("mpseal: %s" % exc)
-        status_led.StatusLed().blink(status_led.BLINKS_CONFIG)
-        return
-    app.run()
+        status_led.blink(status_led.BLINKS_CONFIG)
+        return None
+
+
+def main():
+    app = start()
+    if app is not None:
+        app.run()

@@ -31,17 +31,12 @@ class Counters:
         for name in NAMES:
             setattr(self, name, 0)
 
-    def as_dict(self):
-        d = {}
+    def line(self, extra):
+        """The `STATS {...}` console line: every counter plus `extra` (a dict
+        of figures the counters do not hold), which it fills in."""
         for name in NAMES:
-            d[name] = getattr(self, name)
-        return d
-
-    def line(self, **extra):
-        d = self.as_dict()
-        for key in extra:
-            d[key] = extra[key]
-        return "STATS " + json.dumps(d)
+            extra[name] = getattr(self, name)
+        return "STATS " + json.dumps(extra)
 
     def save_rtc(self, device_id, next_seq):
         values = [getattr(self, name) & 0xFFFFFFFF for name in NAMES]

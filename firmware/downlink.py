@@ -5,25 +5,15 @@
 #
 # Replay rules (docs/design.md): a RAM replay window refuses any host sequence
 # number seen since boot. /cmdseq.dat keeps the highest host sequence number a
-# command was executed under, written BEFORE the commands run (so a reboot
-# command cannot loop, and a command runs at most once); after a reboot a
-# recorded old packet with commands is refused by that number. Plain acks are
-# harmless to replay: they name a device sequence number that never repeats.
+# command was executed under (commands.py), so after a reboot a recorded old
+# packet with commands is refused by that number. Plain acks are harmless to
+# replay: they name a device sequence number that never repeats.
+import struct
+
 import mpseal
-from mpseal import control
 from mpseal.errors import REPLAY, TOO_OLD
 
-import flashfs
-
-EXECUTED_PATH = "/cmdseq.dat"
-
-
-def _read_executed():
-    raw = flashfs.read_atomic(EXECUTED_PATH)
-    try:
-        return int(raw) if raw else 0
-    except ValueError:
-        return 0xFFFFFFFF  # unreadable: refuse commands rather than risk re-running them
+import lazy
 
 
 class Downlink:
@@ -35,7 +25,7 @@ class Downlink:
         self.counters = counters
         self.on_command = on_command
         self.window = mpseal.ReplayWindow()
-        self.executed = _read_executed()
+        self.executed = None  # highest host seq a command ran under: read from flash by the first command (commands.py)
         self.last_error = None
 
     def rotate(self, epoch, keys):
@@ -51,42 +41,39 @@ class Downlink:
             return self.previous[1]
         return self.keys
 
+    def _refused(self, exc):
+        self.last_error = exc.reason
+        if exc.reason in (REPLAY, TOO_OLD):
+            self.counters.replayed += 1
+        else:
+            self.counters.bad_replies += 1
+        return False
+
     def handle(self, packet, expected_seq=None):
         """Opens one host packet and runs its commands. Returns True only for
         an authentic, fresh ack naming `expected_seq`."""
-        c = self.counters
         try:
             header, payload = mpseal.unseal(packet, self._keys_for(packet), direction=mpseal.TO_DEVICE, window=self.window)
-            if header.type == mpseal.TYPE_ACK:
-                acked, commands = control.decode_ack(payload)
-            else:
-                acked, commands = None, control.decode_commands(payload)
         except mpseal.InvalidPacket as exc:
-            self.last_error = exc.reason
-            if exc.reason in (REPLAY, TOO_OLD):
-                c.replayed += 1
-            else:
-                c.bad_replies += 1
-            return False
-        self.window.update(header.seq)
-        if commands:
-            if header.seq <= self.executed:
-                c.commands_refused += len(commands)
-            else:
-                self.executed = header.seq
-                flashfs.write_atomic(EXECUTED_PATH, b"%d" % header.seq)
-                for opcode, argument in commands:
-                    try:
-                        ok = self.on_command(opcode, argument)
-                    except mpseal.InvalidPacket:  # a malformed argument
-                        ok = False
-                    if ok:
-                        c.commands += 1
-                    else:
-                        c.commands_refused += 1
+            return self._refused(exc)
+        if header.type == mpseal.TYPE_ACK and len(payload) == 4:
+            # Nearly every reply is a plain ack: its payload is only the acked
+            # seq (u32, the layout of mpseal.control.encode_ack). Read here, it
+            # keeps the command code out of the heap.
+            acked = struct.unpack(">I", payload)[0]
+            self.window.update(header.seq)
+        else:
+            import commands  # rare: loaded for this packet only (commands.py)
+
+            try:
+                acked = commands.handle(self, header, payload)
+            except mpseal.InvalidPacket as exc:
+                return self._refused(exc)
+            finally:
+                lazy.unload(commands.MODULES)
         if expected_seq is None or acked is None:
             return False
         if acked != expected_seq:
-            c.stale_acks += 1
+            self.counters.stale_acks += 1
             return False
         return True

@@ -30,16 +30,10 @@ def read_atomic(path):
     return None
 
 
-def exists(path):
+def ensure_dir(path):
     try:
         os.stat(path)
-        return True
     except OSError:
-        return False
-
-
-def ensure_dir(path):
-    if not exists(path):
         os.mkdir(path)
 
 

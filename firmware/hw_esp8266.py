@@ -7,14 +7,14 @@ import time
 import esp
 import machine
 import network
-from machine import ADC, RTC, WDT, Pin, deepsleep, reset, reset_cause, unique_id  # noqa: F401
+from machine import ADC, RTC, WDT, Pin, deepsleep, reset, reset_cause  # noqa: F401
+from micropython import const
 
 SIMULATED = False
 DEEPSLEEP_RESET = machine.DEEPSLEEP_RESET
-PWRON_RESET = machine.PWRON_RESET
 LED_PIN = 2  # the blue LED on ESP-12 modules (Wemos D1 mini, NodeMCU), lit when low
 LED_ACTIVE_LOW = True
-WIFI_TIMEOUT_MS = 15000
+_WIFI_TIMEOUT_MS = const(15000)
 
 
 def rename(old, new):
@@ -32,7 +32,7 @@ def quiet_boot():
     esp.osdebug(None)  # the SDK's debug prints would garble the serial console
 
 
-def wifi_connect(ssid, password, timeout_ms=WIFI_TIMEOUT_MS, feed=None):
+def wifi_connect(ssid, password, timeout_ms=_WIFI_TIMEOUT_MS, feed=None):
     """Joins the network; returns True when connected. `feed` keeps a
     watchdog alive while waiting."""
     network.WLAN(network.AP_IF).active(False)  # the default open AP is an attack surface
@@ -46,13 +46,6 @@ def wifi_connect(ssid, password, timeout_ms=WIFI_TIMEOUT_MS, feed=None):
                 feed()
             time.sleep_ms(100)
     return wlan.isconnected()
-
-
-def wifi_rssi():
-    try:
-        return network.WLAN(network.STA_IF).status("rssi")
-    except Exception:  # not connected, or an old port without status('rssi')
-        return None
 
 
 def driver(name):

@@ -13,42 +13,35 @@
 import os
 import sys
 import time
+from micropython import const
 
 SIMULATED = True
 # esp8266 rst_info reasons, as machine.reset_cause() returns them there
-PWRON_RESET = 0
-WDT_RESET = 1
-SOFT_RESET = 4
+_PWRON_RESET = const(0)
 DEEPSLEEP_RESET = 5
-HARD_RESET = 6
-EXIT_DEEPSLEEP = 75
-EXIT_RESET = 76
-EXIT_WDT = 77
-RESET_CAUSE_ENV = "MPSEAL_RESET_CAUSE"  # set by the launcher
+# Exit codes the launcher (mpseal_tools.board_sim) restarts from, as the chip would
+_EXIT_DEEPSLEEP = const(75)
+_EXIT_RESET = const(76)
+_EXIT_WDT = const(77)
+_RTC_MEMORY_SIZE = const(492)  # bytes of user RTC memory on the ESP8266
 RTC_FILE = "/.sim/rtc_memory"
-RTC_MEMORY_SIZE = 492  # bytes of user RTC memory on the ESP8266
 LED_PIN = 2
 LED_ACTIVE_LOW = True
-WIFI_TIMEOUT_MS = 0  # hw_esp8266 exports it; loopback needs no wait
 
 
 def reset_cause():
-    cause = os.getenv(RESET_CAUSE_ENV)
-    return int(cause) if cause else PWRON_RESET
+    cause = os.getenv("MPSEAL_RESET_CAUSE")  # set by the launcher
+    return int(cause) if cause else _PWRON_RESET
 
 
 def deepsleep(time_ms=0):
     if time_ms:
         time.sleep_ms(time_ms)
-    sys.exit(EXIT_DEEPSLEEP)
+    sys.exit(_EXIT_DEEPSLEEP)
 
 
 def reset():
-    sys.exit(EXIT_RESET)
-
-
-def unique_id():
-    return b"unix"
+    sys.exit(_EXIT_RESET)
 
 
 def rename(old, new):
@@ -71,10 +64,6 @@ def wifi_connect(ssid, password, timeout_ms=0, feed=None):
     return True  # loopback needs no association
 
 
-def wifi_rssi():
-    return -55
-
-
 def webrepl_start(password):
     print("webrepl: not available on the unix port (would listen on :8266)")
 
@@ -82,8 +71,6 @@ def webrepl_start(password):
 class Pin:
     IN = 0
     OUT = 1
-    OPEN_DRAIN = 2
-    PULL_UP = 1
 
     def __init__(self, id, mode=-1, pull=-1, value=None, *, drive=None, alt=None):  # machine.Pin's signature
         self.id = id
@@ -97,9 +84,6 @@ class Pin:
 
     def on(self):
         self._value = 1
-
-    def off(self):
-        self._value = 0
 
 
 class ADC:
@@ -124,7 +108,7 @@ class WDT:
         now = time.ticks_ms()
         if time.ticks_diff(now, self._last) > self.timeout:
             print("watchdog: not fed for %d ms, resetting" % time.ticks_diff(now, self._last))
-            sys.exit(EXIT_WDT)
+            sys.exit(_EXIT_WDT)
         self._last = now
 
 
@@ -139,8 +123,8 @@ class RTC:
                     return f.read()
             except OSError:
                 return b""
-        if len(data) > RTC_MEMORY_SIZE:
-            raise ValueError("RTC memory holds %d bytes" % RTC_MEMORY_SIZE)
+        if len(data) > _RTC_MEMORY_SIZE:
+            raise ValueError("RTC memory holds %d bytes" % _RTC_MEMORY_SIZE)
         try:
             with open(RTC_FILE, "wb") as f:
                 f.write(data)

@@ -21,23 +21,17 @@ class Outbox:
         for entry in os.ilistdir(directory):
             name = entry[0]
             if "." in name:  # a .tmp left by a cut mid-write: incomplete, discard
-                flashfs.remove(self._path_of(name))
+                flashfs.remove(self.dir + "/" + name)
                 continue
             try:
                 seqs.append(int(name, 16))
             except ValueError:
                 pass
         seqs.sort()
-        self.seqs = seqs  # ascending; small ints, so cheap to keep in RAM
-
-    def _path_of(self, name):
-        return self.dir + "/" + name
+        self.seqs = seqs  # ascending; small ints, so cheap to keep in RAM (len() = packets queued)
 
     def _path(self, seq):
         return self.dir + "/%08x" % seq
-
-    def __len__(self):
-        return len(self.seqs)
 
     def push(self, seq, packet):
         while len(self.seqs) >= self.limit:

@@ -1,5 +1,6 @@
 # Sensors named in config.json "sensors": each object's "type" picks a class
-# below; each read() adds its values (mpseal.payload channel names) to a dict.
+# below; each read() adds its values (mpseal.payload channel names) to a dict
+# and raises OSError when the sensor fails (app.py counts it and carries on).
 # Real drivers are in sensors_hw.py and come from the hardware seam, so the
 # unix port gets simulated ones.
 class Synthetic:
@@ -33,13 +34,3 @@ def build(specs):
 
             sensors.append(getattr(sensors_hw, TYPES[kind])(spec))
     return sensors
-
-
-def read_all(sensors, values, counters):
-    """Fills `values` from every sensor; a failing sensor (DHT timing, a
-    loose probe) is counted and skipped, the others still report."""
-    for sensor in sensors:
-        try:
-            sensor.read(values)
-        except OSError:
-            counters.sensor_errors += 1

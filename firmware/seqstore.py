@@ -10,10 +10,12 @@
 # can be refused, and a fresh reading is always the newest).
 # After a deep sleep the exact next number comes from RTC memory instead
 # (see counters.py), so an interval-mode board does not write on every wake.
+from micropython import const
+
 import flashfs
 
 PATH = "/seq.dat"
-BLOCK = 64  # numbers reserved per flash write; see docs/firmware.md for the trade-off
+_BLOCK = const(64)  # numbers reserved per flash write; see docs/firmware.md for the trade-off
 
 
 class SequenceStoreError(OSError):
@@ -34,7 +36,7 @@ def _parse(raw):
 
 
 class SequenceStore:
-    def __init__(self, path=PATH, block=BLOCK, resume=None):
+    def __init__(self, path=PATH, block=_BLOCK, resume=None):
         """`resume`: the exact next number kept in RTC memory over a deep
         sleep, or None after a power cut; trusted only inside the current
         reservation."""

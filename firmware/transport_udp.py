@@ -4,9 +4,10 @@
 # the packet in the flash queue for the next cycle.
 import select
 import socket
+from micropython import const
 
 ACK_TIMEOUTS_MS = (300, 600, 1200)  # wait per attempt: backoff doubles, 2.1 s in all
-MAX_REPLY = 512  # mpseal.packet.MAX_PACKET_SIZE
+_MAX_REPLY = const(512)  # mpseal.packet.MAX_PACKET_SIZE
 
 
 class Transport:
@@ -28,21 +29,18 @@ class Transport:
             self.poller.register(self.sock, select.POLLIN)
         return self.sock
 
-    def _drain(self):
-        # Late acks for earlier attempts would otherwise be taken as the
-        # reply to this packet.
-        while self.poller.poll(0):
-            self.sock.recv(MAX_REPLY)
-
     def send(self, packet):
         try:
             sock = self._open()
-            self._drain()
+            # Drop late acks for earlier attempts: they would be taken as the
+            # reply to this packet.
+            while self.poller.poll(0):
+                sock.recv(_MAX_REPLY)
             for timeout_ms in ACK_TIMEOUTS_MS:
                 self.idle()
                 sock.sendto(packet, self.addr)
                 if self.poller.poll(timeout_ms):
-                    return sock.recv(MAX_REPLY)
+                    return sock.recv(_MAX_REPLY)
         except OSError:  # no route, DNS failure, ICMP port unreachable: link trouble
             self.close()
         return None

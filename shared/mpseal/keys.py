@@ -2,7 +2,6 @@
 # derives, per direction, an AES-128 encryption key, an AES-128 IV key (compact
 # profile only) and an HMAC-SHA256 key. Distinct labels per direction mean a
 # host->device packet can never verify as device->host, and vice versa.
-from mpseal.hkdf import hkdf_expand, hkdf_extract
 from mpseal.hmac import HmacSha256
 
 MASTER_KEY_SIZE = 32
@@ -28,6 +27,10 @@ class DeviceKeys:
     def __init__(self, master_key):
         if len(master_key) != MASTER_KEY_SIZE:
             raise ValueError("master key must be %d bytes" % MASTER_KEY_SIZE)
+        # Imported here, not at the top: a board derives keys at boot (and on
+        # rotate-key) only, and can then let the HKDF code be collected.
+        from mpseal.hkdf import hkdf_expand, hkdf_extract
+
         prk = hkdf_extract(SALT, master_key)
         self.directions = (
             DirectionKeys(hkdf_expand(prk, LABELS[TO_HOST], 64)),

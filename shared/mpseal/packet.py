@@ -22,7 +22,8 @@ TYPE_READING = 1
 TYPE_ACK = 2
 TYPE_COMMAND = 3
 TYPE_DIRECTION = {TYPE_READING: TO_HOST, TYPE_ACK: TO_DEVICE, TYPE_COMMAND: TO_DEVICE}
-TYPE_NAMES = {TYPE_READING: "reading", TYPE_ACK: "ack", TYPE_COMMAND: "command"}
+# (Type names for people, and Header as a dict, live in the host CLI:
+# mpseal_host/commands/packets.py. A board never prints them.)
 
 HEADER_FORMAT = ">BBBII"
 HEADER_SIZE = 11
@@ -40,15 +41,6 @@ class Header:
 
     def to_bytes(self):
         return struct.pack(HEADER_FORMAT, self.version, self.type, self.epoch, self.device_id, self.seq)
-
-    def as_dict(self):
-        return {
-            "version": self.version,
-            "type": TYPE_NAMES.get(self.type, self.type),
-            "epoch": self.epoch,
-            "device_id": self.device_id,
-            "seq": self.seq,
-        }
 
 
 def _derived_iv(iv_key, header_bytes):
@@ -122,7 +114,7 @@ def unseal(packet, key, direction=TO_HOST, window=None):
     window.update(header.seq) once the payload has been acted on or stored."""
     header = parse_header(packet)
     if TYPE_DIRECTION[header.type] != direction:
-        raise InvalidPacket(errors.BAD_TYPE, "%s is not valid in this direction" % TYPE_NAMES[header.type])
+        raise InvalidPacket(errors.BAD_TYPE, "type %d is not valid in this direction" % header.type)
     keys = as_keys(key).directions[direction]
     tag_size = TAG_SIZE[header.version]
     body = packet[:-tag_size]

@@ -53,10 +53,36 @@ os.remove("/config.json")
 assert "provision" in raises(config.ConfigError, config.load)
 print("ok missing and broken file")
 
-cfg = load(GOOD)
-cfg.set_interval(7)
+d = dict(GOOD)
+d["sms"] = {"host_number": "+49"}  # a section this module does not know
+load(d)
+config.save({"interval_s": 7})
 assert json.loads(read("/config.json"))["interval_s"] == 7 and config.load().interval_s == 7
-cfg.set_key(2, bytes(range(32)))
+config.save({"epoch": 2, "key": bytes(range(32))})
 again = config.load()
-assert again.epoch == 2 and again.key == bytes(range(32))
-print("ok commands write the file back")
+assert again.epoch == 2 and again.key == bytes(range(32)) and again.interval_s == 7
+assert json.loads(read("/config.json"))["sms"] == {"host_number": "+49"}
+print("ok commands write the file back, unknown sections kept")
+
+# The checked settings are plain values: nothing in them refers back to the
+# module, so app.py can unload the checking code after boot.
+import gc
+import sys
+
+
+def forget_config():
+    global config
+    del sys.modules["config"]
+    del config
+    gc.collect()
+
+
+forget_config()
+before = gc.mem_alloc()
+import config  # noqa: E402
+
+kept = config.load()
+forget_config()
+kept_bytes = gc.mem_alloc() - before
+assert kept.device_id == 3 and kept_bytes < 2000, kept_bytes  # the module itself is ~5 KB
+print("ok config unloads, the settings stay (%d bytes kept)" % kept_bytes)

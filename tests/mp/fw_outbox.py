@@ -8,7 +8,7 @@ from fw_check import write
 box = outbox.Outbox(limit=3)
 for seq in (10, 11, 12, 13, 14):
     box.push(seq, b"packet%d" % seq)
-assert len(box) == 3 and box.dropped == 2
+assert len(box.seqs) == 3 and box.dropped == 2
 assert box.oldest() == (12, b"packet12")
 box.remove(12)
 write("/queue/0000000f.tmp", b"half")  # a cut mid-write

@@ -83,9 +83,24 @@ def cmd_unseal(args):
             return 1
         if isinstance(value, bytes):
             value = value.hex()
-        print(json.dumps({"header": header.as_dict(), "payload": value}, sort_keys=True))
+        print(json.dumps({"header": header_dict(header), "payload": value}, sort_keys=True))
         return 0
     write_output(data, args.output_format)
+
+
+TYPE_NAMES = {mpseal.TYPE_READING: "reading", mpseal.TYPE_ACK: "ack", mpseal.TYPE_COMMAND: "command"}
+
+
+def header_dict(header):
+    """A packet header for JSON output. (Lives here, not in mpseal.Header:
+    boards import mpseal and never print a header, so it would cost them heap.)"""
+    return {
+        "version": header.version,
+        "type": TYPE_NAMES.get(header.type, header.type),
+        "epoch": header.epoch,
+        "device_id": header.device_id,
+        "seq": header.seq,
+    }
 
 
 def cmd_inspect(args):
@@ -95,7 +110,7 @@ def cmd_inspect(args):
     except mpseal.InvalidPacket as exc:
         print("mpseal: not a packet: %s" % exc, file=sys.stderr)
         return 1
-    info = header.as_dict()
+    info = header_dict(header)
     info["length"] = len(packet)
     print(json.dumps(info, sort_keys=True))
 

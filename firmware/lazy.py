@@ -1,0 +1,19 @@
+# Code a board needs only at boot or rarely (config checking, the transport
+# loader, HKDF, command handling) is imported where it is used and then
+# unloaded here, so the collector takes its bytecode back: the ESP8266 has
+# about 36 KB of heap for everything (docs/firmware.md "Memory"). Only the
+# qstrs (interned names) it brought stay; MicroPython never frees those.
+import sys
+
+
+def unload(names):
+    """Forgets the modules `names` (e.g. ("config", "mpseal.hkdf")): drops
+    them from sys.modules and from their package, the two places that keep a
+    module alive once nothing else refers to it."""
+    for name in names:
+        sys.modules.pop(name, None)
+        dot = name.rfind(".")
+        if dot > 0:
+            package = sys.modules.get(name[:dot])
+            if package is not None:
+                package.__dict__.pop(name[dot + 1 :], None)

@@ -1,0 +1,74 @@
+"""Memory: the real firmware (MicroPython unix port, a folder as flash) runs
+readings in fast mode against a loopback acker under a small heap, and a
+MemoryError anywhere (boot or a cycle; a cycle's error is caught, printed and
+counted in `errors`) fails the test.
+
+The issue's target is 48k (`board_sim.TARGET_HEAP`); the app needs about 54k
+today (docs/firmware.md "Memory and size"), so that test is a strict xfail:
+once the firmware fits, it passes, pytest reports the XPASS as a failure, and
+the marker must go. BUDGET_HEAP guards what has been reached so far."""
+import subprocess
+
+import pytest
+
+from mpseal_tools import board_sim
+from mpseal_tools.bench_firmware import Acker, run_board
+
+READINGS = 500
+BUDGET_HEAP = "58k"  # the smallest heap known to work is ~54k; the gap absorbs run-to-run noise
+KEY = bytes(range(32))
+
+
+@pytest.fixture(scope="module")
+def acker():
+    return Acker(KEY)
+
+
+def run(heap, acker):
+    code, stats, lines = run_board(heap, READINGS, acker, KEY)
+    memory_errors = [line for line in lines if "MemoryError" in line]
+    return code, stats, memory_errors, lines
+
+
+def check(heap, acker):
+    code, stats, memory_errors, lines = run(heap, acker)
+    tail = "\n".join(lines[-15:])
+    assert not memory_errors, "MemoryError under -X heapsize=%s:\n%s" % (heap, tail)
+    assert code == 0 and stats, "board exit %s under %s:\n%s" % (code, heap, tail)
+    assert stats["readings"] == READINGS and stats["acked"] == READINGS and stats["errors"] == 0, stats
+    # the figures the bench reports are there and plausible
+    assert 0 < stats["heap_live"] <= stats["heap_high"] < 1024 * int(heap.rstrip("k")), stats
+    return stats
+
+
+def test_firmware_runs_within_the_current_budget(acker):
+    check(BUDGET_HEAP, acker)
+
+
+@pytest.mark.xfail(strict=True, reason="the app needs ~54k of heap on the 64-bit unix port; 48k is the target (issue 4)")
+def test_firmware_runs_in_48k(acker):
+    check(board_sim.TARGET_HEAP, acker)
+
+
+def test_a_too_small_heap_is_reported_not_hidden(acker):
+    # The check above must be able to fail: 24k cannot even load the app.
+    code, stats, memory_errors, lines = run("24k", acker)
+    assert code != 0 and memory_errors, "\n".join(lines[-10:])
+
+
+def test_boot_only_code_is_unloaded(tmp_path):
+    """config checking, the transport loader and HKDF are gone once the app
+    runs; command handling is not loaded until a command comes."""
+    flash = tmp_path / "flash"
+    board_sim.install(flash, {"device_id": 1, "key": KEY.hex(), "receiver": {"host": "127.0.0.1", "udp_port": 9}, "interval_s": 0})
+    script = (
+        board_sim.LAUNCHER.split("import boot")[0]
+        + "import boot, app, sys\napp.start()\nprint('MODULES', ' '.join(sorted(sys.modules)))\n"
+    ) % (str(flash), str(tmp_path / "sim"))
+    (tmp_path / "sim").mkdir()
+    out = subprocess.run([board_sim.micropython_path(), "-X", "heapsize=" + board_sim.DEFAULT_HEAP, "-c", script], capture_output=True, text=True, timeout=60)
+    line = [x for x in out.stdout.splitlines() if x.startswith("MODULES ")]
+    assert line, out.stdout + out.stderr
+    loaded = set(line[0].split()[1:])
+    assert {"app", "transport_udp", "mpseal.packet"} <= loaded, loaded
+    assert not loaded & {"config", "transports", "mpseal.hkdf", "commands", "mpseal.control", "mpseal.payload"}, loaded
