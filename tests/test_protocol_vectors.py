@@ -30,8 +30,15 @@ def test_committed_vectors_are_what_the_code_generates():
         assert load(name) == vectors, "tests/vectors/%s.json is stale: run 'make vectors' and review the diff" % name
 
 
-def test_vectors_on_micropython_with_48k_heap(micropython):
-    result = micropython([os.path.join(REPO, "tests", "mp", "check_vectors.py"), VECTORS])
+def test_vectors_on_micropython_from_source(micropython):
+    result = micropython([os.path.join(REPO, "tests", "mp", "check_vectors.py"), VECTORS], heap=None)
+    out = result.stdout.decode()
+    assert result.returncode == 0, out + result.stderr.decode()
+    assert out.strip().endswith("45 passed, 0 failed")
+
+
+def test_vectors_on_micropython_with_48k_heap(micropython, shared_mpy):
+    result = micropython([os.path.join(REPO, "tests", "mp", "check_vectors.py"), VECTORS], heap="48k", env_path=shared_mpy)
     out = result.stdout.decode()
     assert result.returncode == 0, out + result.stderr.decode()
     assert out.strip().endswith("45 passed, 0 failed")

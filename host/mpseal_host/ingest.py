@@ -10,7 +10,7 @@ import logging
 import sqlite3
 import time
 
-from mpseal_host.hostkeys import HostKeys
+from mpseal import DeviceKeys
 from mpseal_host.pipeline import REJECTED, STORAGE_ERROR, Batch, DeviceState, Outcome, Pipeline
 from mpseal_host.storage import NO_DEVICE
 
@@ -54,7 +54,7 @@ class Ingestor:
     def __init__(self, storage, log_rejection=None):
         self.storage = storage
         self.states = {}
-        self._key_cache = {}  # master key bytes -> HostKeys (HKDF once per key, not per reload)
+        self._key_cache = {}  # master key bytes -> DeviceKeys (HKDF once per key, not per reload)
         self._seen_version = None
         self.pipeline = Pipeline(self, NO_DEVICE)
         self.log_rejection = log_rejection or RejectionLog()
@@ -72,7 +72,7 @@ class Ingestor:
     def _host_keys(self, key):
         keys = self._key_cache.get(key)
         if keys is None:
-            keys = self._key_cache[key] = HostKeys(key)
+            keys = self._key_cache[key] = DeviceKeys(key)
         return keys
 
     def reload(self):

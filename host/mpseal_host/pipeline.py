@@ -12,7 +12,7 @@ sealed only after the batch is committed (Pipeline.seal_ack).
 from mpseal import errors
 from mpseal.control import encode_ack
 from mpseal.errors import InvalidPacket
-from mpseal.packet import TYPE_ACK, TYPE_READING, parse_header
+from mpseal.packet import TYPE_ACK, TYPE_READING, check_tag, decrypt, parse_header, seal
 from mpseal.payload import decode
 from mpseal.replay_window import ReplayWindow
 
@@ -35,7 +35,7 @@ class DeviceState:
     def __init__(self, device, keys, has_commands):
         self.id = device.id
         self.name = device.name
-        self.keys = keys  # {epoch: (HostKeys, "current" | "pending")}
+        self.keys = keys  # {epoch: (mpseal.DeviceKeys, "current" | "pending")}
         self.window = ReplayWindow.from_bytes(device.replay_window)
         self.last_seq = device.last_seq
         self.last_seen = device.last_seen
@@ -118,8 +118,10 @@ class Pipeline:
         keys, key_state = entry
         if sender is not None and state.allowed_numbers and sender not in state.allowed_numbers:
             return self._reject(batch, UNKNOWN_SENDER, transport, state, header.device_id, header.seq, sender)
-        if not keys.verify(packet, header):
-            return self._reject(batch, errors.BAD_TAG, transport, state, header.device_id, header.seq)
+        try:
+            check_tag(packet, header, keys)
+        except InvalidPacket as exc:
+            return self._reject(batch, exc.reason, transport, state, header.device_id, header.seq)
         # --- authentic from here on ---
         try:
             state.window.check(header.seq)
@@ -127,7 +129,7 @@ class Pipeline:
         except InvalidPacket as exc:
             refused = exc.reason
         try:
-            payload = keys.decrypt(packet, header)
+            payload = decrypt(packet, header, keys)
             fmt, value = decode(payload)
         except InvalidPacket as exc:
             return self._reject(batch, exc.reason, transport, state, header.device_id, header.seq)
@@ -186,6 +188,6 @@ class Pipeline:
         if outcome.ack_plan is None:
             return None
         keys, header, host_seq, commands = outcome.ack_plan
-        outcome.ack = keys.seal(header.device_id, host_seq, encode_ack(header.seq, commands), TYPE_ACK, header.epoch, header.version)
+        outcome.ack = seal(keys, header.device_id, host_seq, encode_ack(header.seq, commands), type=TYPE_ACK, epoch=header.epoch, version=header.version)
         outcome.ack_plan = None
         return outcome.ack

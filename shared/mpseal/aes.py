@@ -1,11 +1,18 @@
 # The crypto seam: the only place that knows which AES implementation exists.
 # MicroPython (ESP8266 and unix port) has `cryptolib`; CPython uses
 # pycryptodome through a separate module, so board code never names it.
+# Both sides offer the same functions; `key` is whatever prepare_key(raw 16
+# bytes) returned, so each side can keep what makes it fast or small.
 try:
     from cryptolib import aes as _aes
 
     _MODE_ECB = 1
     _MODE_CBC = 2
+
+    def prepare_key(key):
+        # cryptolib objects carry CBC state and serve one direction only, so a
+        # fresh one is made per call from the raw key: nothing to prepare.
+        return key
 
     def cbc_encrypt(key, iv, data):
         return _aes(key, _MODE_CBC, iv).encrypt(data)
@@ -17,7 +24,7 @@ try:
         return _aes(key, _MODE_ECB).encrypt(block)
 
 except ImportError:
-    from mpseal.aes_pycryptodome import cbc_encrypt, cbc_decrypt, ecb_encrypt_block  # noqa: F401
+    from mpseal.aes_pycryptodome import cbc_decrypt, cbc_encrypt, ecb_encrypt_block, prepare_key  # noqa: F401
 
 BLOCK_SIZE = 16
 

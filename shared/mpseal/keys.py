@@ -2,6 +2,7 @@
 # derives, per direction, an AES-128 encryption key, an AES-128 IV key (compact
 # profile only) and an HMAC-SHA256 key. Distinct labels per direction mean a
 # host->device packet can never verify as device->host, and vice versa.
+from mpseal.aes import prepare_key
 from mpseal.hmac import HmacSha256
 
 MASTER_KEY_SIZE = 32
@@ -17,6 +18,8 @@ class DirectionKeys:
         self.enc_key = okm[0:16]
         self.iv_key = okm[16:32]
         self.mac_key = okm[32:64]
+        self.enc = prepare_key(self.enc_key)
+        self.iv = prepare_key(self.iv_key)
         self.mac = HmacSha256(self.mac_key)
 
 

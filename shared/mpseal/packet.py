@@ -43,10 +43,10 @@ class Header:
         return struct.pack(HEADER_FORMAT, self.version, self.type, self.epoch, self.device_id, self.seq)
 
 
-def _derived_iv(iv_key, header_bytes):
+def _derived_iv(keys, header_bytes):
     # NIST SP 800-38A appendix C: an unpredictable IV from a unique nonce
     # encrypted under a key; (device, epoch, direction, seq) never repeats.
-    return ecb_encrypt_block(iv_key, header_bytes + bytes(BLOCK_SIZE - HEADER_SIZE))
+    return ecb_encrypt_block(keys.iv, header_bytes + bytes(BLOCK_SIZE - HEADER_SIZE))
 
 
 def seal(key, device_id, seq, payload, type=TYPE_READING, epoch=0, version=VERSION_STANDARD, iv=None):
@@ -73,10 +73,10 @@ def seal(key, device_id, seq, payload, type=TYPE_READING, epoch=0, version=VERSI
     else:
         if iv is not None:
             raise ValueError("the compact profile derives its IV")
-        iv = _derived_iv(keys.iv_key, header)
+        iv = _derived_iv(keys, header)
         body = header
     # 3. encrypt, 4. MAC everything so far, 5. append the tag
-    body += cbc_encrypt(keys.enc_key, iv, pad(payload))
+    body += cbc_encrypt(keys.enc, iv, pad(payload))
     packet = body + keys.mac.digest(body)[: TAG_SIZE[version]]
     if len(packet) > MAX_PACKET_SIZE:
         raise ValueError("payload too large: packet of %d bytes > %d" % (len(packet), MAX_PACKET_SIZE))
@@ -115,21 +115,35 @@ def unseal(packet, key, direction=TO_HOST, window=None):
     header = parse_header(packet)
     if TYPE_DIRECTION[header.type] != direction:
         raise InvalidPacket(errors.BAD_TYPE, "type %d is not valid in this direction" % header.type)
-    keys = as_keys(key).directions[direction]
-    tag_size = TAG_SIZE[header.version]
-    body = packet[:-tag_size]
-    # The MAC is checked, in constant time, before anything is decrypted.
-    if not compare_digest(keys.mac.digest(body)[:tag_size], packet[-tag_size:]):
-        raise InvalidPacket(errors.BAD_TAG)
+    keys = as_keys(key)
+    check_tag(packet, header, keys)
     if window is not None:
         window.check(header.seq)
+    return header, decrypt(packet, header, keys)
+
+
+def check_tag(packet, header, keys):
+    """Opening step 4: raises InvalidPacket(bad_tag) unless the tag is right.
+    Constant time, and before anything is decrypted. `header` comes from
+    parse_header(packet); `keys` is DeviceKeys."""
+    tag_size = TAG_SIZE[header.version]
+    mac = keys.directions[TYPE_DIRECTION[header.type]].mac
+    if not compare_digest(mac.digest(packet[:-tag_size])[:tag_size], packet[-tag_size:]):
+        raise InvalidPacket(errors.BAD_TAG)
+
+
+def decrypt(packet, header, keys):
+    """Opening step 6, only after check_tag(): the payload, or
+    InvalidPacket(bad_padding)."""
+    d = keys.directions[TYPE_DIRECTION[header.type]]
+    body = packet[: -TAG_SIZE[header.version]]
     if header.version == VERSION_STANDARD:
         iv = body[HEADER_SIZE : HEADER_SIZE + BLOCK_SIZE]
         ciphertext = body[HEADER_SIZE + BLOCK_SIZE :]
     else:
-        iv = _derived_iv(keys.iv_key, body[:HEADER_SIZE])
+        iv = _derived_iv(d, body[:HEADER_SIZE])
         ciphertext = body[HEADER_SIZE:]
-    payload = unpad(cbc_decrypt(keys.enc_key, iv, ciphertext))
+    payload = unpad(cbc_decrypt(d.enc, iv, ciphertext))
     if payload is None:
         raise InvalidPacket(errors.BAD_PADDING)
-    return header, payload
+    return payload

@@ -5,17 +5,23 @@ import sys
 from binascii import hexlify, unhexlify
 
 import mpseal
-from mpseal import control, payload
 
 mode, key = sys.argv[1], mpseal.DeviceKeys(unhexlify(sys.argv[2]))
 if mode == "seal":
+    from mpseal import payload
+
     for seq in range(1, int(sys.argv[3]) + 1):
         data = payload.encode_values({"temperature": 20 + seq / 100, "humidity": 50.5, "battery": 3.3})
         version = mpseal.VERSION_COMPACT if seq % 2 else mpseal.VERSION_STANDARD
         print(hexlify(mpseal.seal(key, 9, seq, data, version=version)).decode())
 else:
+    from mpseal import control
+
     window = mpseal.ReplayWindow()
-    for line in sys.stdin.read().split():
+    while True:  # line by line: a board-sized heap has no room for all of stdin
+        line = sys.stdin.readline().strip()
+        if not line:
+            break
         try:
             header, data = mpseal.unseal(unhexlify(line), key, direction=mpseal.TO_DEVICE, window=window)
             window.update(header.seq)

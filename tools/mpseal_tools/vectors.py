@@ -10,8 +10,8 @@ import os
 import struct
 
 import mpseal
-from mpseal import control, errors, payload
 from mpseal.aes import cbc_encrypt
+from mpseal import control, errors, payload
 from mpseal.keys import TO_DEVICE, TO_HOST, DeviceKeys
 from mpseal.packet import HEADER_FORMAT
 
@@ -77,7 +77,7 @@ def _bad_padding_packet():
     # key can make one, and it must still be refused (bad_padding, after the MAC).
     keys = DeviceKeys(KEY_A).directions[TO_HOST]
     header = struct.pack(HEADER_FORMAT, 1, mpseal.TYPE_READING, 0, 1, 5)
-    body = header + IV + cbc_encrypt(keys.enc_key, IV, bytes(15) + b"\x11")
+    body = header + IV + cbc_encrypt(keys.enc, IV, bytes(15) + b"\x11")
     return (body + keys.mac.digest(body)[:16]).hex()
 
 
