@@ -14,8 +14,9 @@ all: test
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	@echo "installing Python packages into $(VENV) (log: $(VENV)/install.log) ..."
+	@{ $(BIN)/python -m pip install --upgrade pip && $(BIN)/python -m pip install -e '.[dev]'; } > $(VENV)/install.log 2>&1 \
+	  || { tail -30 $(VENV)/install.log; echo "mpseal: installing Python packages failed (full log: $(VENV)/install.log)"; exit 1; }
 	@touch $(STAMP)
 
 venv: $(STAMP)
