@@ -50,7 +50,7 @@ vectors: $(STAMP)
 	$(BIN)/python -m mpseal_tools.vectors --write tests/vectors
 
 build: $(STAMP)
-	$(BIN)/mpseal build --board $(BOARD)
+	$(BIN)/mpseal build --board $(BOARD) $(if $(SIMULATOR),--simulator)
 
 deploy: $(STAMP)
 	$(BIN)/mpseal deploy --board $(BOARD) $(if $(PORT),--port $(PORT)) --tool $(or $(DEPLOY_TOOL),mpremote) $(if $(CLEAN),--clean)

@@ -34,6 +34,15 @@ def test_build_compiles_board_code_and_describes_it_in_the_manifest(tmp_path):
     if os.path.exists(os.path.join(REPO, "firmware", "main.py")):
         assert "/main.py" in paths and "/boot.py" in paths
         assert (out / "main.py").read_bytes() == open(os.path.join(REPO, "firmware", "main.py"), "rb").read()
+    # the chip gets its own side of the hardware seam only
+    assert "/lib/hw_esp8266.mpy" in paths and not any(p.startswith("/lib/hw_unix") for p in paths)
+    assert manifest["simulator"] is False
+
+
+def test_simulator_build_adds_the_unix_seam_for_the_virtual_board(tmp_path):
+    manifest = build("wemos", out_root=str(tmp_path), simulator=True)
+    paths = [f["path"] for f in manifest["files"]]
+    assert "/lib/hw_unix.mpy" in paths and "/lib/hw_esp8266.mpy" in paths
 
 
 def fake_repo(tmp_path, bad_source):

@@ -24,6 +24,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 SOURCE_AS_IS = ("boot.py", "main.py")  # MicroPython runs these by file name, never imports them
 # CPython-only modules that must never reach a board (they import pycryptodome).
 HOST_ONLY = ("shared/mpseal/aes_pycryptodome.py",)
+# The unix-port side of the hardware seam: dead weight in a chip's flash, but
+# what the firmware needs on the virtual board (`mpseal build --simulator`).
+UNIX_SEAM_PREFIX = "hw_unix"
 MANIFEST = "manifest.json"
 MPY_ARCH = "xtensa"  # the ESP8266's CPU; bytecode-only .mpy files also load on the unix port
 
@@ -42,8 +45,9 @@ def mpy_cross_executable():
     return found
 
 
-def plan(repo_root=REPO_ROOT):
-    """[(source path, path on the board)] for everything the board needs, sorted."""
+def plan(repo_root=REPO_ROOT, simulator=False):
+    """[(source path, path on the board)] for everything the board needs, sorted.
+    simulator=True adds the unix-port seam, for the virtual board."""
     items = []
     package = os.path.join(repo_root, "shared", "mpseal")
     for name in sorted(os.listdir(package)):
@@ -54,6 +58,8 @@ def plan(repo_root=REPO_ROOT):
     if os.path.isdir(firmware):
         for name in sorted(os.listdir(firmware)):
             if not name.endswith(".py") or "firmware/" + name in HOST_ONLY:
+                continue
+            if name.startswith(UNIX_SEAM_PREFIX) and not simulator:
                 continue
             target = "/" + name if name in SOURCE_AS_IS else "/lib/" + name[:-3] + ".mpy"
             items.append((os.path.join(firmware, name), target))
@@ -83,12 +89,12 @@ def sha256_file(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def build(board, out_root=None, repo_root=REPO_ROOT, progress=None):
+def build(board, out_root=None, repo_root=REPO_ROOT, progress=None, simulator=False):
     """Builds into <out_root>/<board>/ atomically (a failed build leaves the
     previous one untouched) and returns the manifest dict."""
     out_root = out_root or os.path.join(repo_root, "build")
     out_dir = os.path.join(out_root, board)
-    items = plan(repo_root)
+    items = plan(repo_root, simulator)
     if not items:
         raise BuildError("nothing to build: no shared/mpseal or firmware/ modules under %s" % repo_root)
     mpy_cross = mpy_cross_executable()
@@ -109,7 +115,7 @@ def build(board, out_root=None, repo_root=REPO_ROOT, progress=None):
             files.append({"path": target, "size": os.path.getsize(local), "sha256": sha256_file(local)})
             if progress:
                 progress(index + 1, len(items), target)
-        manifest = {"board": board, "files": files}
+        manifest = {"board": board, "simulator": simulator, "files": files}
         with open(os.path.join(staging, MANIFEST), "w") as f:
             json.dump(manifest, f, indent=1)
             f.write("\n")

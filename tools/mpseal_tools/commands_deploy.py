@@ -19,7 +19,7 @@ def cmd_build(args):
     def step(done, total, target):
         progress.step("[%d/%d] %s" % (done, total, target))
 
-    manifest = build(args.board, out_root=args.out, progress=step)
+    manifest = build(args.board, out_root=args.out, progress=step, simulator=args.simulator)
     total = sum(f["size"] for f in manifest["files"])
     progress.done("built %d files, %d bytes, into %s/%s"
                   % (len(manifest["files"]), total, args.out or "build", args.board))
@@ -159,6 +159,8 @@ def register(subparsers):
     p = subparsers.add_parser("build", help="compile shared/mpseal and firmware/ into build/<board>/ (mpy-cross)")
     p.add_argument("--board", default=DEFAULT_BOARD, help="board name from boards.yaml (default %(default)s)")
     p.add_argument("--out", help="build folder (default: build/ in the repository)")
+    p.add_argument("--simulator", action="store_true",
+                   help="also include the unix-port hardware seam, for a virtual board (`mpseal vboard`)")
     _add_progress(p)
     p.set_defaults(func=cmd_build)
 
