@@ -64,6 +64,13 @@ function chart(field, points) {
   return svg;
 }
 
+// Units of the numbered channels (docs/protocol.md section 6).
+const UNITS = { temperature: "\u00b0C", humidity: "%", battery: "V", pressure: "hPa", age: "s", light: "lx", co2: "ppm", rssi: "dBm" };
+
+function plural(n, word) {
+  return n + " " + word + (n === 1 ? "" : "s");
+}
+
 function deviceCard(device, readings) {
   const card = el("article", { class: "device", "data-device": device.name });
   const silent = device.last_seen === null || Date.now() / 1000 - device.last_seen > 600;
@@ -80,6 +87,7 @@ function deviceCard(device, readings) {
     for (const [k, v] of Object.entries(latest)) {
       const item = el("div", { class: "value", "data-field": k });
       item.appendChild(el("b", {}, fmt(v)));
+      if (UNITS[k]) item.appendChild(el("small", {}, UNITS[k]));
       item.appendChild(el("span", {}, k));
       values.appendChild(item);
     }
@@ -141,8 +149,8 @@ async function refresh() {
       el("p", { class: "muted" }, "no devices yet: add one with 'mpseal devices add NAME'"));
     showRejections(stats);
     document.getElementById("summary").textContent =
-      stats.devices + " devices \u00b7 " + stats.stored + " readings stored \u00b7 " +
-      stats.duplicates + " duplicates \u00b7 " + stats.rejected + " rejected \u00b7 updated " +
+      plural(stats.devices, "device") + " \u00b7 " + plural(stats.stored, "reading") + " stored \u00b7 " +
+      plural(stats.duplicates, "duplicate") + " \u00b7 " + stats.rejected + " rejected \u00b7 updated " +
       new Date().toLocaleTimeString();
     status.textContent = "";
     document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
