@@ -29,8 +29,9 @@ _MAX_FLUSH_PER_CYCLE = const(16)  # queued packets sent per cycle, so a long bac
 # in microseconds as a u32: 2**32 us is 71.6 minutes.
 _MAX_DEEPSLEEP_S = const(4200)
 _STATS_EVERY = const(100)  # readings between STATS console lines in fast mode (interval 0, no "log")
-# HTTP 4xx reasons that will never change for this packet: drop it, count it
-FINAL_REJECTIONS = ("too_old", "seq_reused", "replay", "bad_payload", "bad_padding", "oversize")
+# status_led blink patterns
+_BLINKS_QUEUED = const(2)  # no ack: the reading went into the flash queue
+_BLINKS_CONFIG = const(5)  # bad /config.json: the app stopped
 _ACKED = const(1)
 _KEEP = const(2)
 _REJECTED = const(3)
@@ -40,31 +41,45 @@ class App:
     def __init__(self, cfg):
         self.cfg = cfg
         self.counters = counters.Counters()
-        self.always_on = cfg.power == "always-on"
-        self.seqs = seqstore.SequenceStore(resume=self.counters.load_rtc(cfg.device_id))
+        resume = None
+        if hw.reset_cause() == hw.DEEPSLEEP_RESET:
+            import rtc_memory  # interval mode only (rtc_memory.py)
+
+            resume = rtc_memory.load(self.counters, cfg.device_id)
+        self.seqs = seqstore.SequenceStore(resume=resume)
         self.keys = mpseal.DeviceKeys(cfg.key)
         lazy.unload(("mpseal.hkdf",))  # derived once; rotate-key loads it again
         self.outbox = outbox.Outbox(cfg.queue_max)
         self.outbox.dropped = self.counters.dropped
-        self.wdt = hw.WDT(timeout=_WDT_TIMEOUT_MS) if self.always_on else None
-        self.transports = _transports(cfg, self.feed)
+        # Only always-on has a watchdog: an ESP8266 WDT cannot be stopped, and
+        # interval mode spends its time in deep sleep. (So `wdt` also says
+        # which power mode runs.)
+        self.wdt = hw.WDT(timeout=_WDT_TIMEOUT_MS) if cfg.power == "always-on" else None
+        import transports  # boot-only: let go once the list is built (lazy.py)
+
+        try:
+            self.transports = transports.load(cfg, self.feed)
+        finally:
+            lazy.unload(("transports",))
+            cfg.data = None  # the parsed file: only transports read it (config.save reads it again)
         self.sensors = sensors.build(cfg.sensors)
         self.downlink = downlink.Downlink(self.keys, cfg.epoch, self.counters, self.command)
         self.values = {}
         self.read_now = False
         self.reboot = False
         self.heap_high = 0
-        self.started = time.ticks_ms()
+        self.start = time.ticks_ms()  # for run_ms in STATS
 
     def feed(self):
         if self.wdt is not None:
             self.wdt.feed()
 
     # --- commands (called by downlink once a command packet is verified) ---
-    def command(self, opcode, argument):
+    def command(self, code, value):
+        """Runs command `code` with its argument bytes `value`."""
         import commands  # loaded by downlink for this packet, unloaded after it (commands.py)
 
-        return commands.apply(self, opcode, argument)
+        return commands.apply(self, code, value)
 
     def log(self, text):
         if self.cfg.log:
@@ -99,7 +114,7 @@ class App:
                         c.acked += 1
                         self.log("acked %d via %s" % (seq, transport.name))
                         return _ACKED
-                elif getattr(transport, "rejected", None) in FINAL_REJECTIONS:
+                elif getattr(transport, "rejected", None):  # refused for good (transport_http)
                     c.rejected += 1
                     self.log("rejected %d: %s" % (seq, transport.rejected))
                     return _REJECTED
@@ -138,7 +153,7 @@ class App:
             self.flush()
         elif self.deliver(seq, packet) == _KEEP:
             self.queue(seq, packet)
-            status_led.blink(status_led.BLINKS_QUEUED)
+            status_led.blink(_BLINKS_QUEUED)
         self.poll()
 
     def safe_cycle(self):
@@ -159,13 +174,13 @@ class App:
                 "seq_writes": self.seqs.flash_writes,
                 "heap_high": self.heap_high,
                 "heap_live": gc.mem_alloc(),
-                "run_ms": time.ticks_diff(time.ticks_ms(), self.started),
+                "run_ms": time.ticks_diff(time.ticks_ms(), self.start),
             }
         )
 
     # --- power modes ---
     def run(self):
-        if self.always_on:
+        if self.wdt is not None:  # always-on
             self.run_always_on()
         else:
             self.run_interval()
@@ -176,7 +191,9 @@ class App:
             self.read_now = False
             self.safe_cycle()
         print(self.stats())
-        self.counters.save_rtc(self.cfg.device_id, self.seqs.next_seq)
+        import rtc_memory  # interval mode only (rtc_memory.py)
+
+        rtc_memory.save(self.counters, self.cfg.device_id, self.seqs.next_seq)
         if self.reboot:
             hw.reset()
         hw.deepsleep(min(max(self.cfg.interval_s, 1), _MAX_DEEPSLEEP_S) * 1000)
@@ -198,44 +215,33 @@ class App:
                 return
             self.wait(self.cfg.interval_s * 1000)
 
-    def wait(self, ms):
+    def wait(self, timeout):
+        """Sleeps `timeout` ms unless a read-now command comes first."""
         start = time.ticks_ms()
-        while not self.read_now and time.ticks_diff(time.ticks_ms(), start) < ms:
+        while not self.read_now and time.ticks_diff(time.ticks_ms(), start) < timeout:
             self.feed()
             self.poll()
-            time.sleep_ms(min(_SLEEP_SLICE_MS, ms - time.ticks_diff(time.ticks_ms(), start)))
+            time.sleep_ms(min(_SLEEP_SLICE_MS, timeout - time.ticks_diff(time.ticks_ms(), start)))
         self.read_now = False
-
-
-def _settings():
-    """The checked /config.json. The checking code is let go before the App is
-    built, so the two never take heap at the same time."""
-    import config
-
-    try:
-        return config.load()
-    finally:
-        lazy.unload(("config",))
-
-
-def _transports(cfg, feed):
-    import transports  # boot-only: let go once the list is built (lazy.py)
-
-    try:
-        return transports.load(cfg, feed)
-    finally:
-        lazy.unload(("transports",))
-        cfg.data = None  # the parsed file: only transports read it (config.save reads it again)
 
 
 def start():
     """The App for /config.json, or None when it cannot start (the reason is
     printed and the LED blinks)."""
     try:
-        return App(_settings())
+        # The checked /config.json. The checking code is let go before the
+        # App is built, so the two never take heap at the same time.
+        import config
+
+        try:
+            cfg = config.load()
+        finally:
+            lazy.unload(("config",))
+        gc.collect()  # the checking code's heap back, in one piece, before the App takes its share
+        return App(cfg)
     except (seqstore.SequenceStoreError, ValueError) as exc:  # ValueError includes config.ConfigError
         print("mpseal: %s" % exc)
-        status_led.blink(status_led.BLINKS_CONFIG)
+        status_led.blink(_BLINKS_CONFIG)
         return None
 
 

@@ -75,8 +75,10 @@ def apply(app, opcode, argument):
         cfg.epoch = argument[0]
         cfg.key = bytes(argument[1:])
         _save({"epoch": cfg.epoch, "key": cfg.key})
-        app.keys = mpseal.DeviceKeys(cfg.key)
-        app.downlink.rotate(cfg.epoch, app.keys)
+        d = app.downlink
+        d.previous = (d.epoch, d.keys)  # kept in RAM to open acks for packets queued under the old key
+        app.keys = d.keys = mpseal.DeviceKeys(cfg.key)
+        d.epoch = cfg.epoch
     else:
         return False
     app.log("command %s" % control.CMD_NAMES.get(opcode, opcode))

@@ -8,18 +8,30 @@
 # app then unloads this module (app.py), so the checking code below does not
 # sit in the heap for the board's whole life. A command that changes a setting
 # imports it again for save().
+#
+# Its names stay, though: MicroPython interns every name a module uses (the
+# keys, helper and parameter names) when it loads, and never frees them. So
+# the checks are written as tables over the key names (which are the Config
+# attribute names anyway) rather than one helper per kind of check; see
+# docs/firmware.md "Memory and size".
 import binascii
 import json
 from micropython import const
 
 import flashfs
 
-PATH = "/config.json"
-POWER_MODES = ("always-on", "interval")
-_DEFAULT_UDP_PORT = const(4740)
-_DEFAULT_HTTP_PORT = const(8740)
-_DEFAULT_INTERVAL_S = const(60)
-_DEFAULT_QUEUE_MAX = const(100)  # sealed packets kept while offline (~64 bytes each)
+_MAX_U32 = const(0xFFFFFFFF)
+
+# (key, lowest, highest, default; None = required): integers at the top level
+_INTS = (
+    ("device_id", 0, _MAX_U32, None),
+    ("epoch", 0, 255, 0),
+    ("interval_s", 0, _MAX_U32, 60),
+    ("queue_max", 1, 10000, 100),  # sealed packets kept while offline (~64 bytes each)
+    ("max_readings", 0, _MAX_U32, 0),  # 0 = forever (tests, bench)
+)
+# ... and in "receiver"
+_PORTS = (("receiver.udp_port", 1, 65535, 4740), ("receiver.http_port", 1, 65535, 8740))
 
 
 class ConfigError(ValueError):
@@ -27,103 +39,102 @@ class ConfigError(ValueError):
 
 
 class Config:
-    """The checked settings, as plain attributes (names in load()). No methods
-    on purpose: nothing in a Config refers back to this module, so the module
-    can be collected while the app keeps its Config. `data` is the parsed
-    file, for transports that read their own section (transport_sms); the app
-    drops it once the transports are built."""
+    """The checked settings, as plain attributes (names in check()). No
+    methods on purpose: nothing in a Config refers back to this module, so
+    the module can be collected while the app keeps its Config. `data` is the
+    parsed file, for transports that read their own section (transport_sms);
+    the app drops it once the transports are built."""
 
 
-def _bad(key, want, got):
-    return ConfigError("%s: key '%s' must be %s, got %r" % (PATH, key, want, got))
+def _bad(path, text, value):
+    """The error for key `path` ("receiver.host"): it must be `text`, got `value`."""
+    return ConfigError("/config.json: key '%s' must be %s, got %r" % (path, text, value))
 
 
-def _int(d, key, low, high, default=None, prefix=""):
-    value = d.get(key, default)
-    if value is None or isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _bad(prefix + key, "an integer %d..%d" % (low, high), value)
+def _get(data, path, default, type):
+    """The value at key `path` ("epoch", "receiver.host": the last part is
+    looked up in `data`), or default when absent; it must be a `type`."""
+    value = data.get(path[path.rfind(".") + 1 :], default)
+    # bool is an int subclass: true is no port number
+    if not isinstance(value, type) or isinstance(value, bool):
+        raise _bad(path, "a JSON integer" if type is int else "a JSON string", value)
     return value
 
 
-def _str(d, key, default=None, prefix=""):
-    value = d.get(key, default)
-    if not isinstance(value, str):
-        raise _bad(prefix + key, "a string", value)
-    return value
-
-
-def _key(hex_key):
-    try:
-        return binascii.unhexlify(hex_key) if len(hex_key) == 64 else None
-    except ValueError:  # includes binascii.Error on CPython
-        return None
+def _set_ints(config, data, items):
+    """Checks and sets the integers `items` ((path, min, max, default), ...)."""
+    for path, min, max, default in items:
+        value = _get(data, path, default, int)
+        if not min <= value <= max:
+            raise _bad(path, "an integer %d..%d" % (min, max), value)
+        setattr(config, path[path.rfind(".") + 1 :], value)
 
 
 def check(data):
     """Config from the parsed file; raises ConfigError naming the bad key."""
     if not isinstance(data, dict):
-        raise ConfigError("%s must hold a JSON object" % PATH)
+        raise ConfigError("/config.json must hold a JSON object")
     c = Config()
     c.data = data
-    c.device_id = _int(data, "device_id", 0, 0xFFFFFFFF)
-    c.name = _str(data, "name", "")
-    key = _str(data, "key")
-    c.key = _key(key)
-    if c.key is None:
+    _set_ints(c, data, _INTS)
+    c.name = _get(data, "name", "", str)
+    key = _get(data, "key", None, str)
+    c.key = None
+    if len(key) == 64:
+        try:
+            c.key = binascii.unhexlify(key)
+        except ValueError:  # includes binascii.Error on CPython
+            pass
+    if c.key is None:  # never the value in the message: it is the device key
         raise _bad("key", "64 hex digits (the 32-byte device key)", "<%d characters>" % len(key))
-    c.epoch = _int(data, "epoch", 0, 255, 0)
     receiver = data.get("receiver")
     if not isinstance(receiver, dict):
         raise _bad("receiver", 'an object like {"host": "192.168.1.10"}', receiver)
-    c.host = _str(receiver, "host", prefix="receiver.")
-    c.udp_port = _int(receiver, "udp_port", 1, 65535, _DEFAULT_UDP_PORT, "receiver.")
-    c.http_port = _int(receiver, "http_port", 1, 65535, _DEFAULT_HTTP_PORT, "receiver.")
+    c.host = _get(receiver, "receiver.host", None, str)
+    _set_ints(c, receiver, _PORTS)
     c.transports = data.get("transports", ["udp"])
     if not isinstance(c.transports, list) or not c.transports or not all(isinstance(t, str) for t in c.transports):
         raise _bad("transports", 'a non-empty list of names like ["udp", "http"]', c.transports)
     c.sensors = data.get("sensors", [{"type": "synthetic"}])
     if not isinstance(c.sensors, list) or not all(isinstance(s, dict) and "type" in s for s in c.sensors):
         raise _bad("sensors", 'a list of objects like {"type": "dht22", "pin": 4}', c.sensors)
-    c.interval_s = _int(data, "interval_s", 0, 0xFFFFFFFF, _DEFAULT_INTERVAL_S)
     c.power = data.get("power", "always-on")
-    if c.power not in POWER_MODES:
-        raise _bad("power", " or ".join(POWER_MODES), c.power)
-    c.queue_max = _int(data, "queue_max", 1, 10000, _DEFAULT_QUEUE_MAX)
+    if c.power not in ("always-on", "interval"):
+        raise _bad("power", '"always-on" or "interval"', c.power)
     c.log = bool(data.get("log", False))  # one console line per reading
-    c.max_readings = _int(data, "max_readings", 0, 0xFFFFFFFF, 0)  # 0 = forever (tests, bench)
     c.wifi = data.get("wifi")
     if c.wifi is not None:
-        _str(c.wifi, "ssid", prefix="wifi.")
-        _str(c.wifi, "password", "", prefix="wifi.")
+        _get(c.wifi, "wifi.ssid", None, str)
+        _get(c.wifi, "wifi.password", "", str)
     c.webrepl = data.get("webrepl")
     if c.webrepl is not None:
-        password = _str(c.webrepl, "password", prefix="webrepl.")
+        password = _get(c.webrepl, "webrepl.password", None, str)
         if not 4 <= len(password) <= 9:  # webrepl's own limit
             raise _bad("webrepl.password", "4..9 characters", "<%d characters>" % len(password))
     return c
 
 
-def _read(path):
-    raw = flashfs.read_atomic(path)
+def _read():
+    raw = flashfs.read_atomic("/config.json")
     if raw is None:
-        raise ConfigError("%s is missing: provision the board first (mpseal provision)" % path)
+        raise ConfigError("/config.json is missing: provision the board first (mpseal provision)")
     try:
         return json.loads(raw.decode())
     except ValueError:  # bad JSON or bad UTF-8
-        raise ConfigError("%s is not valid JSON" % path)
+        raise ConfigError("/config.json is not valid JSON")
 
 
-def load(path=PATH):
-    return check(_read(path))
+def load():
+    return check(_read())
 
 
-def save(changes, path=PATH):
-    """Writes `changes` ({key: value}, e.g. {"interval_s": 30}; bytes values
+def save(values):
+    """Writes `values` ({key: value}, e.g. {"interval_s": 30}; bytes values
     are written as hex) into the file. The file is read again rather than kept
     in RAM, so keys this firmware does not know (other transports' sections)
     survive."""
-    data = _read(path)
-    for key in changes:
-        value = changes[key]
+    data = _read()
+    for key in values:
+        value = values[key]
         data[key] = binascii.hexlify(value).decode() if isinstance(value, bytes) else value
-    flashfs.write_atomic(path, json.dumps(data).encode())
+    flashfs.write_atomic("/config.json", json.dumps(data).encode())

@@ -1,11 +1,6 @@
 # What the board has done, for the console (`STATS {...}` lines that the demo
-# and tests read) and for RTC memory, which keeps them, together with the next
-# sequence number, across deep sleeps (not across power cuts: RTC memory is
-# cleared then, and the flash reservation in seqstore takes over).
+# and tests read). rtc_memory.py keeps them across deep sleeps.
 import json
-import struct
-
-import hw
 
 NAMES = (
     "readings",  # readings measured and sealed
@@ -22,8 +17,6 @@ NAMES = (
     "sensor_errors",  # sensor reads that failed
     "errors",  # cycles that ended in an unexpected exception (printed, then carried on)
 )
-_RTC_MAGIC = b"mps1"
-_RTC_FORMAT = ">4sII%dI" % len(NAMES)  # magic | device id | next seq | counters
 
 
 class Counters:
@@ -31,29 +24,9 @@ class Counters:
         for name in NAMES:
             setattr(self, name, 0)
 
-    def line(self, extra):
-        """The `STATS {...}` console line: every counter plus `extra` (a dict
+    def line(self, values):
+        """The `STATS {...}` console line: every counter plus `values` (a dict
         of figures the counters do not hold), which it fills in."""
         for name in NAMES:
-            extra[name] = getattr(self, name)
-        return "STATS " + json.dumps(extra)
-
-    def save_rtc(self, device_id, next_seq):
-        values = [getattr(self, name) & 0xFFFFFFFF for name in NAMES]
-        hw.RTC().memory(struct.pack(_RTC_FORMAT, _RTC_MAGIC, device_id, next_seq, *values))
-
-    def load_rtc(self, device_id):
-        """After a deep-sleep wake: restores the counters and returns the next
-        sequence number kept in RTC memory; None when there is nothing valid
-        (power-on, or memory from another device id)."""
-        if hw.reset_cause() != hw.DEEPSLEEP_RESET:
-            return None
-        raw = hw.RTC().memory()
-        if len(raw) != struct.calcsize(_RTC_FORMAT):
-            return None
-        fields = struct.unpack(_RTC_FORMAT, raw)
-        if fields[0] != _RTC_MAGIC or fields[1] != device_id:
-            return None
-        for i in range(len(NAMES)):
-            setattr(self, NAMES[i], fields[3 + i])
-        return fields[2]
+            values[name] = getattr(self, name)
+        return "STATS " + json.dumps(values)

@@ -21,59 +21,46 @@ class Downlink:
         """on_command(opcode, argument bytes) -> True if understood."""
         self.keys = keys
         self.epoch = epoch
-        self.previous = None  # (epoch, keys) before a rotate-key, until reboot
+        # (epoch, keys) before a rotate-key, until reboot (commands.py): the
+        # host seals acks under the epoch of the packet they acknowledge, so
+        # queued packets sealed under the old key still get old-key acks.
+        self.previous = None
         self.counters = counters
         self.on_command = on_command
         self.window = mpseal.ReplayWindow()
         self.executed = None  # highest host seq a command ran under: read from flash by the first command (commands.py)
-        self.last_error = None
 
-    def rotate(self, epoch, keys):
-        """After rotate-key: the host seals acks under the epoch of the packet
-        they acknowledge, so queued packets sealed under the old key still get
-        old-key acks; keep that key (in RAM only) to open them."""
-        self.previous = (self.epoch, self.keys)
-        self.keys = keys
-        self.epoch = epoch
-
-    def _keys_for(self, packet):
-        if self.previous is not None and len(packet) > 2 and packet[2] == self.previous[0]:
-            return self.previous[1]
-        return self.keys
-
-    def _refused(self, exc):
-        self.last_error = exc.reason
-        if exc.reason in (REPLAY, TOO_OLD):
-            self.counters.replayed += 1
-        else:
-            self.counters.bad_replies += 1
-        return False
-
-    def handle(self, packet, expected_seq=None):
+    def handle(self, packet, seq=None):
         """Opens one host packet and runs its commands. Returns True only for
-        an authentic, fresh ack naming `expected_seq`."""
+        an authentic, fresh ack naming `seq` (the reading it answers)."""
+        keys = self.keys
+        old = self.previous
+        if old is not None and len(packet) > 2 and packet[2] == old[0]:  # byte 2: the epoch
+            keys = old[1]
         try:
-            header, payload = mpseal.unseal(packet, self._keys_for(packet), direction=mpseal.TO_DEVICE, window=self.window)
-        except mpseal.InvalidPacket as exc:
-            return self._refused(exc)
-        if header.type == mpseal.TYPE_ACK and len(payload) == 4:
-            # Nearly every reply is a plain ack: its payload is only the acked
-            # seq (u32, the layout of mpseal.control.encode_ack). Read here, it
-            # keeps the command code out of the heap.
-            acked = struct.unpack(">I", payload)[0]
-            self.window.update(header.seq)
-        else:
-            import commands  # rare: loaded for this packet only (commands.py)
+            header, payload = mpseal.unseal(packet, keys, direction=mpseal.TO_DEVICE, window=self.window)
+            if header.type == mpseal.TYPE_ACK and len(payload) == 4:
+                # Nearly every reply is a plain ack: its payload is only the
+                # acked seq (u32, the layout of mpseal.control.encode_ack).
+                # Read here, it keeps the command code out of the heap.
+                acked = struct.unpack(">I", payload)[0]
+                self.window.update(header.seq)
+            else:
+                import commands  # rare: loaded for this packet only (commands.py)
 
-            try:
-                acked = commands.handle(self, header, payload)
-            except mpseal.InvalidPacket as exc:
-                return self._refused(exc)
-            finally:
-                lazy.unload(commands.MODULES)
-        if expected_seq is None or acked is None:
+                try:
+                    acked = commands.handle(self, header, payload)
+                finally:
+                    lazy.unload(commands.MODULES)
+        except mpseal.InvalidPacket as exc:  # forged, corrupt, replayed, or a malformed command payload
+            if exc.reason in (REPLAY, TOO_OLD):
+                self.counters.replayed += 1
+            else:
+                self.counters.bad_replies += 1
             return False
-        if acked != expected_seq:
+        if seq is None or acked is None:
+            return False
+        if acked != seq:
             self.counters.stale_acks += 1
             return False
         return True

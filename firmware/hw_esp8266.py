@@ -32,8 +32,8 @@ def quiet_boot():
     esp.osdebug(None)  # the SDK's debug prints would garble the serial console
 
 
-def wifi_connect(ssid, password, timeout_ms=_WIFI_TIMEOUT_MS, feed=None):
-    """Joins the network; returns True when connected. `feed` keeps a
+def wifi_connect(ssid, password, timeout=_WIFI_TIMEOUT_MS, feed=None):
+    """Joins the network (waiting up to `timeout` ms); returns True when connected. `feed` keeps a
     watchdog alive while waiting."""
     network.WLAN(network.AP_IF).active(False)  # the default open AP is an attack surface
     wlan = network.WLAN(network.STA_IF)
@@ -41,7 +41,7 @@ def wifi_connect(ssid, password, timeout_ms=_WIFI_TIMEOUT_MS, feed=None):
     if not wlan.isconnected():
         wlan.connect(ssid, password)
         start = time.ticks_ms()
-        while not wlan.isconnected() and time.ticks_diff(time.ticks_ms(), start) < timeout_ms:
+        while not wlan.isconnected() and time.ticks_diff(time.ticks_ms(), start) < timeout:
             if feed:
                 feed()
             time.sleep_ms(100)

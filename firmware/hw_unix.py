@@ -24,7 +24,6 @@ _EXIT_DEEPSLEEP = const(75)
 _EXIT_RESET = const(76)
 _EXIT_WDT = const(77)
 _RTC_MEMORY_SIZE = const(492)  # bytes of user RTC memory on the ESP8266
-RTC_FILE = "/.sim/rtc_memory"
 LED_PIN = 2
 LED_ACTIVE_LOW = True
 
@@ -60,7 +59,7 @@ def quiet_boot():
     pass
 
 
-def wifi_connect(ssid, password, timeout_ms=0, feed=None):
+def wifi_connect(ssid, password, timeout=0, feed=None):
     return True  # loopback needs no association
 
 
@@ -75,15 +74,15 @@ class Pin:
     def __init__(self, id, mode=-1, pull=-1, value=None, *, drive=None, alt=None):  # machine.Pin's signature
         self.id = id
         self.mode = mode
-        self._value = 0 if value is None else value
+        self.state = 0 if value is None else value
 
     def value(self, value=None):
         if value is None:
-            return self._value
-        self._value = 1 if value else 0
+            return self.state
+        self.state = 1 if value else 0
 
     def on(self):
-        self._value = 1
+        self.state = 1
 
 
 class ADC:
@@ -119,14 +118,14 @@ class RTC:
     def memory(self, data=None):
         if data is None:
             try:
-                with open(RTC_FILE, "rb") as f:
+                with open("/.sim/rtc_memory", "rb") as f:
                     return f.read()
             except OSError:
                 return b""
         if len(data) > _RTC_MEMORY_SIZE:
             raise ValueError("RTC memory holds %d bytes" % _RTC_MEMORY_SIZE)
         try:
-            with open(RTC_FILE, "wb") as f:
+            with open("/.sim/rtc_memory", "wb") as f:
                 f.write(data)
         except OSError:
             pass  # launched without a /.sim folder: RTC memory does not survive

@@ -8,17 +8,15 @@ import os
 
 import flashfs
 
-DIR = "/queue"
-
 
 class Outbox:
-    def __init__(self, limit, directory=DIR):
+    def __init__(self, limit, dir="/queue"):
         self.limit = limit
-        self.dir = directory
+        self.dir = dir
         self.dropped = 0
-        flashfs.ensure_dir(directory)
+        flashfs.ensure_dir(dir)
         seqs = []
-        for entry in os.ilistdir(directory):
+        for entry in os.ilistdir(dir):
             name = entry[0]
             if "." in name:  # a .tmp left by a cut mid-write: incomplete, discard
                 flashfs.remove(self.dir + "/" + name)

@@ -1,13 +1,14 @@
-# Sensors named in config.json "sensors": each object's "type" picks a class
-# below; each read() adds its values (mpseal.payload channel names) to a dict
-# and raises OSError when the sensor fails (app.py counts it and carries on).
-# Real drivers are in sensors_hw.py and come from the hardware seam, so the
-# unix port gets simulated ones.
+# Sensors named in config.json "sensors": each object's "type" picks a driver;
+# each read() adds its values (mpseal.payload channel names) to a dict and
+# raises OSError when the sensor fails (app.py counts it and carries on).
+# Real drivers, and the table of their type names, are in sensors_hw.py,
+# imported only when a real sensor is configured: a board without one never
+# loads their code or interns their names (docs/firmware.md "Memory").
 class Synthetic:
     """Made-up but plausible values that change every reading: for tests, the
     demo and benchmarks (no hardware, no sleeps)."""
 
-    def __init__(self, spec):
+    def __init__(self):
         self.n = 0
 
     def read(self, values):
@@ -17,20 +18,14 @@ class Synthetic:
         values["battery"] = 3.9 - (self.n % 100) / 1000
 
 
-# type -> class name in sensors_hw.py (synthetic lives here)
-TYPES = {"synthetic": None, "dht11": "Dht", "dht22": "Dht", "ds18b20": "Ds18b20", "battery": "Battery"}
-
-
-def build(specs):
-    sensors = []
-    for spec in specs:
-        kind = spec["type"]
-        if kind not in TYPES:
-            raise ValueError("config.json: sensors: unknown type %r (known: %s)" % (kind, ", ".join(sorted(TYPES))))
-        if TYPES[kind] is None:
-            sensors.append(Synthetic(spec))
+def build(sensors):
+    """The drivers for config.json's list of sensor objects, in order."""
+    result = []
+    for spec in sensors:
+        if spec["type"] == "synthetic":
+            result.append(Synthetic())
         else:
             import sensors_hw
 
-            sensors.append(getattr(sensors_hw, TYPES[kind])(spec))
-    return sensors
+            result.append(sensors_hw.build(spec))
+    return result

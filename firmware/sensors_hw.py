@@ -1,5 +1,6 @@
 # Drivers for real sensors (imported by sensors.build only when config.json
-# names one, to keep the heap free on a board that has none of them).
+# names one, to keep the heap free on a board that has none of them), and the
+# table of their type names.
 import time
 
 import hw
@@ -51,3 +52,15 @@ class Battery:
 
     def read(self, values):
         values["battery"] = self.adc.read() * self.scale
+
+
+# config.json sensor "type" -> driver ("synthetic" is in sensors.py)
+TYPES = {"dht11": Dht, "dht22": Dht, "ds18b20": Ds18b20, "battery": Battery}
+
+
+def build(spec):
+    kind = spec["type"]
+    if kind not in TYPES:
+        known = sorted(TYPES) + ["synthetic"]
+        raise ValueError("config.json: sensors: unknown type %r (known: %s)" % (kind, ", ".join(sorted(known))))
+    return TYPES[kind](spec)

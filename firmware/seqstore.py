@@ -9,12 +9,11 @@
 # replay window accepts (only numbers older than the newest one it has seen
 # can be refused, and a fresh reading is always the newest).
 # After a deep sleep the exact next number comes from RTC memory instead
-# (see counters.py), so an interval-mode board does not write on every wake.
+# (see rtc_memory.py), so an interval-mode board does not write on every wake.
 from micropython import const
 
 import flashfs
 
-PATH = "/seq.dat"
 _BLOCK = const(64)  # numbers reserved per flash write; see docs/firmware.md for the trade-off
 
 
@@ -22,33 +21,14 @@ class SequenceStoreError(OSError):
     pass
 
 
-def _parse(raw):
-    # "R R\n": the number written twice, so a torn write (a prefix, or zeros)
-    # never parses as a plausible smaller value.
-    try:
-        first, second = raw.split()
-        first = int(first)
-        if first > 0 and first == int(second):
-            return first
-    except (ValueError, AttributeError):
-        pass
-    return None
-
-
 class SequenceStore:
-    def __init__(self, path=PATH, block=_BLOCK, resume=None):
+    def __init__(self, path="/seq.dat", block=_BLOCK, resume=None):
         """`resume`: the exact next number kept in RTC memory over a deep
         sleep, or None after a power cut; trusted only inside the current
         reservation."""
         self.path = path
         self.block = block
         self.flash_writes = 0
-        self.limit = self._read_limit()
-        self.next_seq = self.limit
-        if resume is not None and self.limit - block <= resume <= self.limit:
-            self.next_seq = resume
-
-    def _read_limit(self):
         best = None
         found = False
         for name in (self.path, self.path + flashfs.TMP_SUFFIX):
@@ -58,16 +38,24 @@ class SequenceStore:
             except OSError:
                 continue
             found = True
-            value = _parse(raw)
-            if value is not None and (best is None or value > best):
-                best = value
+            # "R R\n": the number written twice, so a torn write (a prefix,
+            # or zeros) never parses as a plausible smaller value.
+            try:
+                first, second = raw.split()
+                value = int(first)
+                if 0 < value == int(second) and (best is None or value > best):
+                    best = value
+            except ValueError:
+                pass
         if best is None:
             if found:
                 # Starting again at 1 would reuse numbers the host has seen:
                 # every reading would be refused as a replay. Stop instead.
                 raise SequenceStoreError("%s is unreadable: re-provision the board (new key) to reset the counter" % self.path)
-            return 1  # a freshly provisioned board
-        return best
+            best = 1  # a freshly provisioned board
+        self.limit = self.next_seq = best
+        if resume is not None and best - block <= resume <= best:
+            self.next_seq = resume
 
     def next(self):
         seq = self.next_seq

@@ -8,20 +8,19 @@ from micropython import const
 import hw
 
 _BLINK_MS = const(80)
-BLINKS_QUEUED = 2  # no ack: the reading went into the flash queue
-BLINKS_CONFIG = 5  # bad /config.json: the app stopped
 
 _pin = hw.Pin(hw.LED_PIN, hw.Pin.OUT, value=1 if hw.LED_ACTIVE_LOW else 0)  # off
 
 
-def light(lit):
-    _pin.value((not lit) if hw.LED_ACTIVE_LOW else lit)
+def light(on):
+    _pin.value((not on) if hw.LED_ACTIVE_LOW else on)
 
 
-def blink(times):
+def blink(count):
+    """`count` short flashes (the patterns are named in app.py)."""
     if hw.SIMULATED:
         return  # nobody looks at a simulated LED; keep fast mode fast
-    for _ in range(times):
+    for _ in range(count):
         light(True)
         time.sleep_ms(_BLINK_MS)
         light(False)

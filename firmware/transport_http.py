@@ -1,10 +1,12 @@
 # HTTP POST /api/ingest on a plain socket (no urequests on the unix port, and
 # a socket keeps the heap use known). Body = packet bytes; 200 -> the body is
 # the sealed ack; 4xx -> JSON {"error": reason}: the host refused the packet
-# for good, and `rejected` holds the reason so the app can drop it.
+# for good, and `rejected` holds the reason so the app can drop it (only for
+# reasons that will never change for this packet; others are retried).
 import json
 import socket
 
+FINAL_REJECTIONS = ("too_old", "seq_reused", "replay", "bad_payload", "bad_padding", "oversize")
 TIMEOUT_S = 5  # connect + response; TCP already retries underneath
 MAX_RESPONSE = 2048
 _HEAD = b"POST /api/ingest HTTP/1.0\r\nHost: %s:%d\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n"
@@ -50,7 +52,9 @@ class Transport:
             return body
         if 400 <= code < 500:
             try:
-                self.rejected = json.loads(body.decode()).get("error") or "http %d" % code
+                reason = json.loads(body.decode()).get("error")
             except (ValueError, AttributeError):
-                self.rejected = "http %d" % code
+                reason = None
+            if reason in FINAL_REJECTIONS:
+                self.rejected = reason
         return None

@@ -6,7 +6,8 @@ import select
 import socket
 from micropython import const
 
-ACK_TIMEOUTS_MS = (300, 600, 1200)  # wait per attempt: backoff doubles, 2.1 s in all
+_ATTEMPTS = const(3)
+_FIRST_ACK_TIMEOUT_MS = const(300)  # then 600, 1200: backoff doubles, 2.1 s in all
 _MAX_REPLY = const(512)  # mpseal.packet.MAX_PACKET_SIZE
 
 
@@ -20,27 +21,26 @@ class Transport:
         self.sock = None
         self.poller = None
 
-    def _open(self):
-        if self.sock is None:
-            if self.addr is None:
-                self.addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_DGRAM)[0][-1]
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.poller = select.poll()
-            self.poller.register(self.sock, select.POLLIN)
-        return self.sock
-
     def send(self, packet):
         try:
-            sock = self._open()
+            if self.sock is None:
+                if self.addr is None:
+                    self.addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_DGRAM)[0][-1]
+                self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.poller = select.poll()
+                self.poller.register(self.sock, select.POLLIN)
+            sock = self.sock
             # Drop late acks for earlier attempts: they would be taken as the
             # reply to this packet.
             while self.poller.poll(0):
                 sock.recv(_MAX_REPLY)
-            for timeout_ms in ACK_TIMEOUTS_MS:
+            timeout_ms = _FIRST_ACK_TIMEOUT_MS
+            for _ in range(_ATTEMPTS):
                 self.idle()
                 sock.sendto(packet, self.addr)
                 if self.poller.poll(timeout_ms):
                     return sock.recv(_MAX_REPLY)
+                timeout_ms *= 2
         except OSError:  # no route, DNS failure, ICMP port unreachable: link trouble
             self.close()
         return None
