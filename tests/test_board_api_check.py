@@ -69,7 +69,7 @@ def test_wrong_calls_in_board_code_fail_naming_file_and_line(tmp_path):
             '    os.makedirs("x")',
         ],
     )[4:8]
-    typing_line = append_lines(root / "shared" / "mpseal" / "rng.py", ["import typing"])[0]
+    typing_line = append_lines(root / "shared" / "mpseal" / "hkdf.py", ["import typing"])[0]
     proc = run_check(root)
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr
@@ -79,7 +79,7 @@ def test_wrong_calls_in_board_code_fail_naming_file_and_line(tmp_path):
     assert re.search(r'%s:%d: "makedirs" is not a known attribute of module "os"' % (rel, makedirs), out), out
     assert "%s:%d: module \"pathlib\" does not exist on the ESP8266 port" % (rel, pathlib_line) in out, out
     # typing resolves in the stubs (they need it) but is not on the chip
-    assert 'shared/mpseal/rng.py:%d: module "typing" does not exist on the ESP8266 port' % typing_line in out, out
+    assert 'shared/mpseal/hkdf.py:%d: module "typing" does not exist on the ESP8266 port' % typing_line in out, out
 
 
 def test_unix_seam_that_does_not_mirror_the_board_is_reported(tmp_path):
@@ -107,17 +107,17 @@ def test_unix_seam_that_does_not_mirror_the_board_is_reported(tmp_path):
 
 def test_an_ignore_needs_a_reason(tmp_path):
     root = copy_tree(tmp_path)
-    rng = root / "shared" / "mpseal" / "rng.py"
+    seam = root / "shared" / "mpseal" / "aes.py"  # imports os
     bare, reasoned = append_lines(
-        rng,
+        seam,
         [
             "BARE = os.urandom(1).hex(1, 2, 3)  # type: ignore",
             "REASONED = os.urandom(1).hex(1, 2, 3)  # type: ignore  # deliberately wrong call, for this test",
         ],
     )
-    proc = run_check(root, "shared/mpseal/rng.py")
-    assert "shared/mpseal/rng.py:%d: ignore without a reason" % bare in proc.stdout, proc.stdout
-    assert "rng.py:%d" % reasoned not in proc.stdout, proc.stdout
+    proc = run_check(root, "shared/mpseal/aes.py")
+    assert "shared/mpseal/aes.py:%d: ignore without a reason" % bare in proc.stdout, proc.stdout
+    assert "aes.py:%d" % reasoned not in proc.stdout, proc.stdout
     assert "2 ignores" in proc.stdout
 
 

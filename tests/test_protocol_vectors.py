@@ -95,3 +95,21 @@ def test_compare_digest():
     assert compare_digest(b"abc", b"abc")
     assert not compare_digest(b"abc", b"abd")
     assert not compare_digest(b"abc", b"ab")
+
+
+def test_reasons_raised_in_board_code_are_the_catalogued_ones():
+    # Board code raises InvalidPacket("literal") so a board never loads the
+    # catalog (mpseal/errors.py); the two must name the same reasons.
+    import re
+
+    from mpseal import errors
+
+    catalog = {v for k, v in vars(errors).items() if k.isupper()}
+    raised = set()
+    for folder in ("shared/mpseal", "firmware"):
+        for name in os.listdir(os.path.join(REPO, folder)):
+            if name.endswith(".py"):
+                source = open(os.path.join(REPO, folder, name)).read()
+                raised |= set(re.findall(r'InvalidPacket\("([a-z_]+)"', source))
+                raised |= {r for group in re.findall(r"exc\.reason in \(([^)]*)\)", source) for r in re.findall(r'"([a-z_]+)"', group)}
+    assert raised and raised <= catalog, sorted(raised - catalog)

@@ -1,6 +1,5 @@
 # mpseal: sealed telemetry packets, the same files on ESP8266 MicroPython and
 # CPython. See docs/protocol.md for the byte layout and the steps.
-from mpseal.errors import InvalidPacket
 from mpseal.keys import TO_DEVICE, TO_HOST, DeviceKeys
 from mpseal.packet import (
     TYPE_ACK,
@@ -9,6 +8,7 @@ from mpseal.packet import (
     VERSION_COMPACT,
     VERSION_STANDARD,
     Header,
+    InvalidPacket,
     parse_header,
     seal,
     unseal,

@@ -1,13 +1,17 @@
-# The crypto seam: the only place that knows which AES implementation exists.
-# MicroPython (ESP8266 and unix port) has `cryptolib`; CPython uses
-# pycryptodome through a separate module, so board code never names it.
+# The crypto seam: the only place that knows which AES implementation exists,
+# plus the random source. MicroPython (ESP8266 and unix port) has `cryptolib`;
+# CPython uses pycryptodome through a separate module, so board code never
+# names it. It also holds the module's other runtime difference, const().
 # Both sides offer the same functions; `key` is whatever prepare_key(raw 16
 # bytes) returned, so each side can keep what makes it fast or small.
+import os
+
 try:
     from cryptolib import aes as _aes
+    from micropython import const
 
-    _MODE_ECB = 1
-    _MODE_CBC = 2
+    _MODE_ECB = const(1)  # const(): folded at compile time, no name on the board
+    _MODE_CBC = const(2)
 
     def prepare_key(key):
         # cryptolib objects carry CBC state and serve one direction only, so a
@@ -24,9 +28,19 @@ try:
         return _aes(key, _MODE_ECB).encrypt(block)
 
 except ImportError:
-    from mpseal.aes_pycryptodome import cbc_decrypt, cbc_encrypt, ecb_encrypt_block, prepare_key  # noqa: F401
+    from mpseal.aes_pycryptodome import cbc_decrypt, cbc_encrypt, const, ecb_encrypt_block, prepare_key  # noqa: F401
 
 BLOCK_SIZE = 16
+
+
+def random_bytes(n):
+    """IVs and keys come from the OS / hardware RNG only: on ESP8266
+    os.urandom reads the hardware RNG register. There is deliberately no
+    fallback to a seeded PRNG: without os.urandom sealing fails loudly."""
+    data = os.urandom(n)
+    if len(data) != n:
+        raise OSError("os.urandom returned %d bytes, wanted %d" % (len(data), n))
+    return data
 
 
 def pad(data):

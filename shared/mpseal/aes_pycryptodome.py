@@ -14,6 +14,14 @@ def _xor(a, b):
     return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
 
 
+def const(__value):
+    # MicroPython folds `_NAME = const(n)` at compile time (the name then
+    # costs no RAM on a board); on CPython it is the plain value. (The
+    # leading "__" makes the parameter positional-only, as in micropython's
+    # stub, in a syntax mpy-cross also accepts.)
+    return __value
+
+
 def prepare_key(key):
     return AES.new(bytes(key), AES.MODE_ECB)
 

@@ -6,7 +6,7 @@
 #   command         = opcode u8 | argument length u8 | argument bytes
 import struct
 
-from mpseal.errors import BAD_PAYLOAD, InvalidPacket
+from mpseal.packet import InvalidPacket
 
 CMD_READ_NOW = 1  # no argument
 CMD_SET_INTERVAL = 2  # u32 seconds
@@ -52,7 +52,7 @@ def decode_commands(data):
     n = len(data)
     while i < n:
         if i + 2 > n or i + 2 + data[i + 1] > n:
-            raise InvalidPacket(BAD_PAYLOAD, "command truncated")
+            raise InvalidPacket("bad_payload", "command truncated")
         length = data[i + 1]
         commands.append((data[i], bytes(data[i + 2 : i + 2 + length])))
         i += 2 + length
@@ -66,11 +66,11 @@ def encode_ack(acked_seq, commands=()):
 def decode_ack(payload):
     """Returns (acked_seq, [(opcode, argument bytes)])."""
     if len(payload) < 4:
-        raise InvalidPacket(BAD_PAYLOAD, "ack too short")
+        raise InvalidPacket("bad_payload", "ack too short")
     return struct.unpack(">I", bytes(payload[:4]))[0], decode_commands(payload[4:])
 
 
 def interval_of(argument):
     if len(argument) != 4:
-        raise InvalidPacket(BAD_PAYLOAD, "set-interval argument must be 4 bytes")
+        raise InvalidPacket("bad_payload", "set-interval argument must be 4 bytes")
     return struct.unpack(">I", argument)[0]

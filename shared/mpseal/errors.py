@@ -1,6 +1,10 @@
-# One error type for every reason a packet is refused (Fernet's InvalidToken
-# habit): callers count and log `reason`, never branch on message text.
+# Every reason a packet is refused, by name: the host counts and logs
+# `InvalidPacket.reason`, and its code, tests and docs name reasons through
+# these constants. A board never imports this module: its code raises with the
+# same literal strings (each interned name costs board RAM for good), and
+# tests/test_protocol_vectors.py checks both lists agree.
 # Caller mistakes (wrong key length, bad argument) stay ValueError/TypeError.
+from mpseal.packet import InvalidPacket  # noqa: F401  (defined beside the code that raises it)
 
 TRUNCATED = "truncated"
 OVERSIZE = "oversize"
@@ -14,11 +18,3 @@ REPLAY = "replay"
 TOO_OLD = "too_old"
 BAD_PADDING = "bad_padding"
 BAD_PAYLOAD = "bad_payload"
-
-
-class InvalidPacket(ValueError):
-    """A packet that must not be trusted; `reason` is one of the constants above."""
-
-    def __init__(self, reason, detail=None):
-        super().__init__(reason if detail is None else reason + ": " + detail)
-        self.reason = reason

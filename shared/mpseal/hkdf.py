@@ -1,7 +1,8 @@
 # HKDF-SHA256, RFC 5869, on our HMAC (works on both runtimes).
+from mpseal.aes import const
 from mpseal.hmac import HmacSha256
 
-_HASH_LEN = 32
+_HASH_LEN = const(32)
 
 
 def hkdf_extract(salt, ikm):

@@ -6,12 +6,9 @@
 #   tag = HMAC-SHA256(mac key of the direction, every byte before the tag)
 import struct
 
-from mpseal import errors
-from mpseal.aes import BLOCK_SIZE, cbc_decrypt, cbc_encrypt, ecb_encrypt_block, pad, unpad
-from mpseal.errors import InvalidPacket
+from mpseal.aes import BLOCK_SIZE, cbc_decrypt, cbc_encrypt, const, ecb_encrypt_block, pad, random_bytes, unpad
 from mpseal.hmac import compare_digest
 from mpseal.keys import TO_DEVICE, TO_HOST, as_keys
-from mpseal.rng import random_bytes
 
 VERSION_STANDARD = 1  # Wi-Fi, SMS: random IV on the wire, 16-byte tag
 VERSION_COMPACT = 2  # LoRaWAN: IV derived from the header, 8-byte tag
@@ -26,9 +23,20 @@ TYPE_DIRECTION = {TYPE_READING: TO_HOST, TYPE_ACK: TO_DEVICE, TYPE_COMMAND: TO_D
 # mpseal_host/commands/packets.py. A board never prints them.)
 
 HEADER_FORMAT = ">BBBII"
-HEADER_SIZE = 11
+_HEADER_SIZE = const(11)  # const(): folded at compile time, no name on a board
 MAX_PACKET_SIZE = 512  # far above any transport's frame; bounds work per packet
 MAX_SEQ = 0xFFFFFFFF
+
+
+class InvalidPacket(ValueError):
+    """The one error for a packet that must not be trusted (Fernet's
+    InvalidToken habit). `reason` is one of the names listed in
+    mpseal/errors.py ("bad_tag", "replay", ...): callers count and log it,
+    and never branch on the message text."""
+
+    def __init__(self, reason, detail=None):
+        super().__init__(reason if detail is None else reason + ": " + detail)
+        self.reason = reason
 
 
 class Header:
@@ -46,7 +54,7 @@ class Header:
 def _derived_iv(keys, header_bytes):
     # NIST SP 800-38A appendix C: an unpredictable IV from a unique nonce
     # encrypted under a key; (device, epoch, direction, seq) never repeats.
-    return ecb_encrypt_block(keys.iv, header_bytes + bytes(BLOCK_SIZE - HEADER_SIZE))
+    return ecb_encrypt_block(keys.iv, header_bytes + bytes(BLOCK_SIZE - _HEADER_SIZE))
 
 
 def seal(key, device_id, seq, payload, type=TYPE_READING, epoch=0, version=VERSION_STANDARD, iv=None):
@@ -87,21 +95,21 @@ def parse_header(packet):
     """Reads the cleartext header (no key needed). Raises InvalidPacket for
     framing errors; says nothing about authenticity."""
     if len(packet) > MAX_PACKET_SIZE:
-        raise InvalidPacket(errors.OVERSIZE, "%d bytes" % len(packet))
+        raise InvalidPacket("oversize", "%d bytes" % len(packet))
     if len(packet) < 1:
-        raise InvalidPacket(errors.TRUNCATED, "empty")
+        raise InvalidPacket("truncated", "empty")
     version = packet[0]
     if version not in TAG_SIZE:
-        raise InvalidPacket(errors.BAD_VERSION, "version %d" % version)
+        raise InvalidPacket("bad_version", "version %d" % version)
     tag_size = TAG_SIZE[version]
-    overhead = HEADER_SIZE + IV_ON_WIRE[version] + tag_size
+    overhead = _HEADER_SIZE + IV_ON_WIRE[version] + tag_size
     if len(packet) < overhead + BLOCK_SIZE:
-        raise InvalidPacket(errors.TRUNCATED, "%d bytes, at least %d needed" % (len(packet), overhead + BLOCK_SIZE))
+        raise InvalidPacket("truncated", "%d bytes, at least %d needed" % (len(packet), overhead + BLOCK_SIZE))
     if (len(packet) - overhead) % BLOCK_SIZE:
-        raise InvalidPacket(errors.BAD_LENGTH, "ciphertext is not whole AES blocks")
-    header = Header(*struct.unpack(HEADER_FORMAT, packet[:HEADER_SIZE]))
+        raise InvalidPacket("bad_length", "ciphertext is not whole AES blocks")
+    header = Header(*struct.unpack(HEADER_FORMAT, packet[:_HEADER_SIZE]))
     if header.type not in TYPE_DIRECTION:
-        raise InvalidPacket(errors.BAD_TYPE, "type %d" % header.type)
+        raise InvalidPacket("bad_type", "type %d" % header.type)
     return header
 
 
@@ -114,7 +122,7 @@ def unseal(packet, key, direction=TO_HOST, window=None):
     window.update(header.seq) once the payload has been acted on or stored."""
     header = parse_header(packet)
     if TYPE_DIRECTION[header.type] != direction:
-        raise InvalidPacket(errors.BAD_TYPE, "type %d is not valid in this direction" % header.type)
+        raise InvalidPacket("bad_type", "type %d is not valid in this direction" % header.type)
     keys = as_keys(key)
     check_tag(packet, header, keys)
     if window is not None:
@@ -129,7 +137,7 @@ def check_tag(packet, header, keys):
     tag_size = TAG_SIZE[header.version]
     mac = keys.directions[TYPE_DIRECTION[header.type]].mac
     if not compare_digest(mac.digest(packet[:-tag_size])[:tag_size], packet[-tag_size:]):
-        raise InvalidPacket(errors.BAD_TAG)
+        raise InvalidPacket("bad_tag")
 
 
 def decrypt(packet, header, keys):
@@ -138,12 +146,12 @@ def decrypt(packet, header, keys):
     d = keys.directions[TYPE_DIRECTION[header.type]]
     body = packet[: -TAG_SIZE[header.version]]
     if header.version == VERSION_STANDARD:
-        iv = body[HEADER_SIZE : HEADER_SIZE + BLOCK_SIZE]
-        ciphertext = body[HEADER_SIZE + BLOCK_SIZE :]
+        iv = body[_HEADER_SIZE : _HEADER_SIZE + BLOCK_SIZE]
+        ciphertext = body[_HEADER_SIZE + BLOCK_SIZE :]
     else:
-        iv = _derived_iv(d, body[:HEADER_SIZE])
-        ciphertext = body[HEADER_SIZE:]
+        iv = _derived_iv(d, body[:_HEADER_SIZE])
+        ciphertext = body[_HEADER_SIZE:]
     payload = unpad(cbc_decrypt(d.enc, iv, ciphertext))
     if payload is None:
-        raise InvalidPacket(errors.BAD_PADDING)
+        raise InvalidPacket("bad_padding")
     return payload

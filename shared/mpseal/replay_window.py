@@ -4,12 +4,13 @@
 # Sequence number 0 is never valid: the initial state marks it as seen.
 import struct
 
-from mpseal.errors import REPLAY, TOO_OLD, InvalidPacket
+from mpseal.aes import const
+from mpseal.packet import InvalidPacket
 
 WINDOW_SIZE = 64
 _MASK = (1 << WINDOW_SIZE) - 1
 _STATE = ">III"  # highest, bitmap high word, bitmap low word
-STATE_SIZE = 12
+_STATE_SIZE = const(12)
 
 
 class ReplayWindow:
@@ -24,9 +25,9 @@ class ReplayWindow:
             return
         offset = self.highest - seq
         if offset >= WINDOW_SIZE:
-            raise InvalidPacket(TOO_OLD, "seq %d, window starts after %d" % (seq, self.highest - WINDOW_SIZE))
+            raise InvalidPacket("too_old", "seq %d, window starts after %d" % (seq, self.highest - WINDOW_SIZE))
         if (self.bitmap >> offset) & 1:
-            raise InvalidPacket(REPLAY, "seq %d already accepted" % seq)
+            raise InvalidPacket("replay", "seq %d already accepted" % seq)
 
     def update(self, seq):
         """Marks seq as accepted (call check() first)."""
@@ -48,7 +49,7 @@ class ReplayWindow:
     def from_bytes(cls, state):
         if state is None or len(state) == 0:
             return cls()
-        if len(state) != STATE_SIZE:
-            raise ValueError("replay window state must be %d bytes" % STATE_SIZE)
+        if len(state) != _STATE_SIZE:
+            raise ValueError("replay window state must be %d bytes" % _STATE_SIZE)
         highest, high, low = struct.unpack(_STATE, state)
         return cls(highest, (high << 32) | low)
