@@ -55,18 +55,16 @@ class App:
         # interval mode spends its time in deep sleep. (So `wdt` also says
         # which power mode runs.)
         self.wdt = hw.WDT(timeout=_WDT_TIMEOUT_MS) if cfg.power == "always-on" else None
-        import transports  # boot-only: let go once the list is built (lazy.py)
-
         try:
-            self.transports = transports.load(cfg, self.feed)
+            self.transports = lazy.call("transports", "load", cfg, self.feed)  # boot-only (lazy.py)
         finally:
-            lazy.unload(("transports",))
-            cfg.data = None  # the parsed file: only transports read it (config.save reads it again)
+            cfg.data = None  # the parsed file: only transports read it (settings.save reads it again)
         self.sensors = sensors.build(cfg.sensors)
         self.downlink = downlink.Downlink(self.keys, cfg.epoch, self.counters, self.command)
         self.values = {}
         self.read_now = False
         self.reboot = False
+        self.rotation = b""  # a rotate-key command's argument, until rotate() applies it
         self.heap_high = 0
         self.start = time.ticks_ms()  # for run_ms in STATS
 
@@ -156,9 +154,32 @@ class App:
             status_led.blink(_BLINKS_QUEUED)
         self.poll()
 
+    def rotate(self):
+        """Applies a rotate-key command (noted by commands.py) after the
+        cycle, when the cycle's garbage is gone. The keys are derived first:
+        if that fails, key and file are unchanged."""
+        value = self.rotation  # new epoch u8 | new 32-byte master key
+        self.rotation = b""  # one attempt, as for every command
+        epoch = value[0]
+        key = bytes(value[1:])
+        d = self.downlink
+        # Keys of an earlier rotation: replaced below anyway, and their heap
+        # is needed now (three sets do not fit in 48k on the unix port).
+        d.previous = None
+        gc.collect()
+        keys = mpseal.DeviceKeys(key)
+        lazy.unload(("mpseal.hkdf",))
+        lazy.call("settings", "save", {"epoch": epoch, "key": key})
+        d.previous = (d.epoch, d.keys)  # kept in RAM to open acks for packets queued under the old key
+        self.keys = d.keys = keys
+        self.cfg.key = key
+        self.cfg.epoch = d.epoch = epoch
+
     def safe_cycle(self):
         try:
             self.cycle()
+            if self.rotation:
+                self.rotate()
         except Exception as exc:  # one bad cycle must not stop a board in the field
             self.counters.errors += 1
             sys.print_exception(exc)
@@ -168,15 +189,19 @@ class App:
         gc.collect()
 
     def stats(self):
-        return self.counters.line(
-            {
-                "queue": len(self.outbox.seqs),
-                "seq_writes": self.seqs.flash_writes,
-                "heap_high": self.heap_high,
-                "heap_live": gc.mem_alloc(),
-                "run_ms": time.ticks_diff(time.ticks_ms(), self.start),
-            }
-        )
+        """Prints the STATS line (counters.py)."""
+        try:
+            self.counters.line(
+                {
+                    "queue": len(self.outbox.seqs),
+                    "seq_writes": self.seqs.flash_writes,
+                    "heap_high": self.heap_high,
+                    "heap_live": gc.mem_alloc(),
+                    "run_ms": time.ticks_diff(time.ticks_ms(), self.start),
+                }
+            )
+        except MemoryError:  # called outside safe_cycle: a console line must not stop the board
+            self.counters.errors += 1
 
     # --- power modes ---
     def run(self):
@@ -190,7 +215,7 @@ class App:
         while self.read_now and not self.reboot:
             self.read_now = False
             self.safe_cycle()
-        print(self.stats())
+        self.stats()
         import rtc_memory  # interval mode only (rtc_memory.py)
 
         rtc_memory.save(self.counters, self.cfg.device_id, self.seqs.next_seq)
@@ -206,12 +231,12 @@ class App:
             self.safe_cycle()
             readings = self.counters.readings
             if readings % every == 0:
-                print(self.stats())
+                self.stats()
             if self.reboot:
-                print(self.stats())
+                self.stats()
                 hw.reset()
             if limit and readings >= limit:
-                print(self.stats())
+                self.stats()
                 return
             self.wait(self.cfg.interval_s * 1000)
 
@@ -229,14 +254,12 @@ def start():
     """The App for /config.json, or None when it cannot start (the reason is
     printed and the LED blinks)."""
     try:
-        # The checked /config.json. The checking code is let go before the
-        # App is built, so the two never take heap at the same time.
-        import config
-
-        try:
-            cfg = config.load()
-        finally:
-            lazy.unload(("config",))
+        # The checked /config.json: boot.py's (taken, so only the App keeps
+        # it), or checked here when boot.py could not (it then raises the
+        # reason). The checking code is let go before the App is built, so
+        # the two never take heap at the same time.
+        cfg = lazy.config or lazy.call("config", "load")
+        lazy.config = None
         gc.collect()  # the checking code's heap back, in one piece, before the App takes its share
         return App(cfg)
     except (seqstore.SequenceStoreError, ValueError) as exc:  # ValueError includes config.ConfigError

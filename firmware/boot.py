@@ -3,7 +3,7 @@
 # reports a bad config, and a board without Wi-Fi still queues readings.
 # The work is in a function so nothing it imports stays bound in the board's
 # global namespace (boot.py runs in __main__), and config is unloaded after
-# it: app.py reads the file again once the app's own modules are in.
+# it; the checked config itself is handed to app.py (lazy.config).
 import gc
 
 import hw
@@ -20,9 +20,11 @@ gc.threshold(4096)
 def _boot():
     hw.quiet_boot()
     try:
-        import config
-
-        cfg = config.load()
+        cfg = lazy.call("config", "load")
+        # Kept for app.start(), which would otherwise load the checking code
+        # and parse the file again with all the app's modules in: that was
+        # the heap's peak at boot (docs/firmware.md "Memory and size").
+        lazy.config = cfg
         if cfg.wifi:
             if not hw.wifi_connect(cfg.wifi["ssid"], cfg.wifi.get("password", "")):
                 print("boot: Wi-Fi %r not joined yet; readings will be queued" % cfg.wifi["ssid"])
@@ -30,7 +32,6 @@ def _boot():
             hw.webrepl_start(cfg.webrepl["password"])
     except Exception as exc:  # noqa: BLE001  (main.py says what is wrong)
         print("boot: %s" % exc)
-    lazy.unload(("config",))
 
 
 _boot()

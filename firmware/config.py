@@ -2,12 +2,11 @@
 # docs/design.md). Every key is checked once at boot, and a bad one stops the
 # app with a message naming the key, so a typo never shows up later as a
 # strange runtime failure. Commands that change settings (set-interval,
-# rotate-key) write the file back atomically (save()).
+# rotate-key) write the file back atomically (settings.py).
 #
 # Boot-only code: load() turns the file into a Config of plain values, and the
 # app then unloads this module (app.py), so the checking code below does not
-# sit in the heap for the board's whole life. A command that changes a setting
-# imports it again for save().
+# sit in the heap for the board's whole life.
 #
 # Its names stay, though: MicroPython interns every name a module uses (the
 # keys, helper and parameter names) when it loads, and never frees them. So
@@ -127,14 +126,3 @@ def _read():
 def load():
     return check(_read())
 
-
-def save(values):
-    """Writes `values` ({key: value}, e.g. {"interval_s": 30}; bytes values
-    are written as hex) into the file. The file is read again rather than kept
-    in RAM, so keys this firmware does not know (other transports' sections)
-    survive."""
-    data = _read()
-    for key in values:
-        value = values[key]
-        data[key] = binascii.hexlify(value).decode() if isinstance(value, bytes) else value
-    flashfs.write_atomic("/config.json", json.dumps(data).encode())

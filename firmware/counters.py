@@ -25,8 +25,10 @@ class Counters:
             setattr(self, name, 0)
 
     def line(self, values):
-        """The `STATS {...}` console line: every counter plus `values` (a dict
-        of figures the counters do not hold), which it fills in."""
+        """Prints the `STATS {...}` console line: every counter plus `values`
+        (a dict of figures the counters do not hold), which it fills in.
+        Printed in two pieces rather than built as one string: the copy
+        would be a ~350-byte block on a heap with little room left."""
         for name in NAMES:
             values[name] = getattr(self, name)
-        return "STATS " + json.dumps(values)
+        print("STATS", json.dumps(values))

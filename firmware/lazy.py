@@ -5,6 +5,10 @@
 # qstrs (interned names) it brought stay; MicroPython never frees those.
 import sys
 
+# The Config boot.py checked, handed to app.start() so the file is not
+# checked twice (app.py says why).
+config = None
+
 
 def unload(names):
     """Forgets the modules `names` (e.g. ("config", "mpseal.hkdf")): drops
@@ -17,3 +21,16 @@ def unload(names):
             package = sys.modules.get(name[:dot])
             if package is not None:
                 package.__dict__.pop(name[dot + 1 :], None)
+
+
+def call(name, function, *args):
+    """Imports module `name`, returns its `function`(*args) and unloads it
+    again (boot-only code: config checking, the transport loader). Done in
+    this function on purpose: `import x` inside a longer function binds a
+    local that keeps the module alive until that function returns, so the
+    collector could not take it back while the caller builds the App."""
+    module = __import__(name)
+    try:
+        return getattr(module, function)(*args)
+    finally:
+        unload((name,))

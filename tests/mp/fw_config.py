@@ -56,9 +56,11 @@ print("ok missing and broken file")
 d = dict(GOOD)
 d["sms"] = {"host_number": "+49"}  # a section this module does not know
 load(d)
-config.save({"interval_s": 7})
+import settings  # commands that change settings write them back
+
+settings.save({"interval_s": 7})
 assert json.loads(read("/config.json"))["interval_s"] == 7 and config.load().interval_s == 7
-config.save({"epoch": 2, "key": bytes(range(32))})
+settings.save({"epoch": 2, "key": bytes(range(32))})
 again = config.load()
 assert again.epoch == 2 and again.key == bytes(range(32)) and again.interval_s == 7
 assert json.loads(read("/config.json"))["sms"] == {"host_number": "+49"}
