@@ -30,16 +30,15 @@ def micropython():
 
 @pytest.fixture(scope="session")
 def shared_mpy(tmp_path_factory):
-    """shared/mpseal compiled to .mpy, as a board loads it: MicroPython's own
-    compiler needs far more heap than running bytecode, so runs with a
-    board-sized heap (48k) import these, not the sources."""
-    out = tmp_path_factory.mktemp("shared_mpy")
-    os.mkdir(out / "mpseal")
-    for name in os.listdir(os.path.join(SHARED, "mpseal")):
-        if name.endswith(".py") and name != "aes_pycryptodome.py":
-            subprocess.run([MPY_CROSS, "-o", str(out / "mpseal" / (name[:-3] + ".mpy")), "-s", "mpseal/" + name,
-                            os.path.join(SHARED, "mpseal", name)], check=True)
-    return str(out)
+    """The board image's /lib (`mpseal build`: mpy-cross -march=xtensa, whose
+    bytecode-only .mpy files also load on the unix port): runs with a
+    board-sized heap (48k) import exactly what a board gets, because
+    MicroPython's own compiler needs far more heap than running bytecode."""
+    from mpseal_tools.build import build
+
+    out = tmp_path_factory.mktemp("board_image")
+    build("wemos", out_root=str(out))
+    return str(out / "wemos" / "lib")
 
 
 def wait_until(predicate, timeout=20.0, what="condition", interval=0.05):
