@@ -1,7 +1,7 @@
 # Unix-port side of the hardware seam (see hw.py): the same names and
 # signatures as the ESP8266 modules, so the app cannot tell them apart.
 #   - sockets are real (loopback); Wi-Fi "joins" at once.
-#   - flash is a folder: the launcher (mpseal_tools.board_sim) mounts it at /
+#   - flash is a folder: the launcher (mpseal_tools.sim.unix_board) mounts it at /
 #     with os.VfsPosix, so /config.json, /seq.dat, /queue/... are the same
 #     paths as on the board. Simulator state (RTC memory) lives in a second
 #     folder mounted at /.sim, which the launcher wipes on a simulated power cut.
@@ -19,7 +19,7 @@ SIMULATED = True
 # esp8266 rst_info reasons, as machine.reset_cause() returns them there
 _PWRON_RESET = const(0)
 DEEPSLEEP_RESET = 5
-# Exit codes the launcher (mpseal_tools.board_sim) restarts from, as the chip would
+# Exit codes the launcher (mpseal_tools.sim.unix_board) restarts from, as the chip would
 _EXIT_DEEPSLEEP = const(75)
 _EXIT_RESET = const(76)
 _EXIT_WDT = const(77)

@@ -1,5 +1,5 @@
 # The SMS modem's UART on the unix port (hw_unix.modem_uart): a serial device
-# file, e.g. the simulated modem's pseudo-terminal (mpseal_tools.modem_sim),
+# file, e.g. the simulated modem's pseudo-terminal (mpseal_tools.sim.modem),
 # named by MPSEAL_UART<id>. Its own module so the sensor simulations are not
 # loaded for it.
 import os

@@ -1,5 +1,5 @@
 """Helpers the SMS tests share: a simulated board wired to a simulated modem,
-and a host database. The modems are simulated (mpseal_tools.modem_sim): a
+and a host database. The modems are simulated (mpseal_tools.sim.modem): a
 GSM radio cannot exist here. Everything else is the real thing: the firmware
 on the MicroPython unix port, the `mpseal` CLI, gammu-smsd."""
 import json
@@ -8,14 +8,14 @@ import subprocess
 
 from conftest import BIN
 from mpseal_host.storage import Storage
-from mpseal_tools import board_sim
+from mpseal_tools.sim import unix_board
 
 MPSEAL = os.path.join(BIN, "mpseal")
 BOARD_NUMBER = "+4915100000001"
 HOST_NUMBER = "+4915100000002"
 DEVICE_ID = 7
 # A UDP board retains ~41 KB on the unix port and runs in
-# board_sim.DEFAULT_HEAP (48k, docs/firmware.md "Memory and size"). An SMS
+# unix_board.DEFAULT_HEAP (48k, docs/firmware.md "Memory and size"). An SMS
 # board retains ~53 KB right after boot: transport_sms, modem and the UART
 # seam add ~8 KB, and their names push the interned-name pool past 300 names
 # (+3.6 KB). 48k cannot even start it (MemoryError in App.__init__ loading the
@@ -55,9 +55,9 @@ def board_config(key, host_number, readings, interval_s=1, ack_timeout_s=20):
 
 def start_board(tmp_path, config, modem_path, monkeypatch):
     flash = tmp_path / "flash"
-    board_sim.install(flash, config)
+    unix_board.install(flash, config)
     monkeypatch.setenv("MPSEAL_UART0", modem_path)  # hw_unix.modem_uart opens it
-    return board_sim.Board(flash, heapsize=BOARD_HEAP, log_path=tmp_path / "board.log").start()
+    return unix_board.Board(flash, heapsize=BOARD_HEAP, log_path=tmp_path / "board.log").start()
 
 
 def board_config_on_flash(tmp_path):

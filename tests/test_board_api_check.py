@@ -1,7 +1,7 @@
 """Board code against the ESP8266 MicroPython API (docs/board-api-check.md).
 
 The check runs pyright with only the MicroPython stubs in scope. These tests
-run it as a user does (`python -m mpseal_tools.board_api_check`) on the real
+run it as a user does (`python -m mpseal_tools.check.board_api`) on the real
 tree and on copies of it with deliberate mistakes put into board code."""
 import os
 import re
@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO
 
-CHECK = [sys.executable, "-m", "mpseal_tools.board_api_check"]
+CHECK = [sys.executable, "-m", "mpseal_tools.check.board_api"]
 
 
 def run_check(root, *files):

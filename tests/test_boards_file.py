@@ -10,7 +10,7 @@ import yaml
 
 from conftest import BIN, REPO, mpseal_cli
 from mpseal_host.errors import UserError
-from mpseal_tools.boards import BoardFileError, find_port, get_board, load_boards
+from mpseal_tools.board.catalog import BoardFileError, find_port, get_board, load_boards
 
 REAL_FILE = os.path.join(REPO, "boards.yaml")
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from mpseal_tools.receiver_proc import ReceiverProcess
-from mpseal_tools.vboard import read_flash_files
+from mpseal_tools.sim.vboard import read_flash_files
 from vboard_helpers import MPSEAL, RunningVBoard
 
 pytestmark = pytest.mark.slow

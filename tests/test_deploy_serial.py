@@ -9,10 +9,10 @@ import shutil
 import pytest
 
 from mpseal_host.errors import UserError
-from mpseal_tools.board_connection import open_board
+from mpseal_tools.board.transports import open_board
 from mpseal_tools.build import build
 from mpseal_tools.deploy import deploy
-from mpseal_tools.vboard import read_flash_files
+from mpseal_tools.sim.vboard import read_flash_files
 from vboard_helpers import RunningVBoard
 
 BOARD = "wemos"

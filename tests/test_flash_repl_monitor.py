@@ -11,7 +11,7 @@ import pytest
 from conftest import BIN, MICROPYTHON
 from flash_fakes import EmptyPty, MicroPythonOnPty
 from mpseal_host.errors import UserError
-from mpseal_tools.monitor import wait_for_repl
+from mpseal_tools.board.monitor import wait_for_repl
 
 
 def test_wait_for_repl_sees_a_live_micropython():

@@ -13,15 +13,15 @@ import yaml
 
 from conftest import BIN, wait_until
 from mpseal_host.storage import Storage
-from mpseal_tools import board_sim
+from mpseal_tools.sim import unix_board
 from mpseal_tools.receiver_proc import free_port
 from mpseal_tools.provision import SECRETS_TEMPLATE, board_config
 from mpseal_tools.rotate import rotate_key
-from mpseal_tools.vboard import read_flash_files
+from mpseal_tools.sim.vboard import read_flash_files
 
 MPSEAL = os.path.join(BIN, "mpseal")
 # The heap the other simulated boards get; rotation (a command) fits in it.
-SIM_HEAP = board_sim.DEFAULT_HEAP
+SIM_HEAP = unix_board.DEFAULT_HEAP
 pytestmark = pytest.mark.slow
 
 
@@ -105,10 +105,10 @@ def test_provision_over_webrepl(tmp_path):
 def run_firmware(tmp_path, files, name="sim"):
     """Real firmware, run with the config (and sequence file) found on a board's flash."""
     flash = tmp_path / name
-    board_sim.install(flash, json.loads(files["/config.json"]))
+    unix_board.install(flash, json.loads(files["/config.json"]))
     if "/seq.dat" in files:
         (flash / "seq.dat").write_bytes(files["/seq.dat"])
-    board = board_sim.Board(flash, heapsize=SIM_HEAP)
+    board = unix_board.Board(flash, heapsize=SIM_HEAP)
     board.start()
     return board
 
@@ -190,8 +190,8 @@ def test_rotation_under_traffic_loses_and_rejects_nothing(tmp_path, receiver):
     storage.close()
     secrets = yaml.safe_load(open(write_secrets(tmp_path, receiver)))
     flash = tmp_path / "flash"
-    board_sim.install(flash, board_config(dev.id, "greenhouse", dev.master_key, 0, secrets))
-    board = board_sim.Board(flash, heapsize=SIM_HEAP)
+    unix_board.install(flash, board_config(dev.id, "greenhouse", dev.master_key, 0, secrets))
+    board = unix_board.Board(flash, heapsize=SIM_HEAP)
     board.start()
     try:
         for rotation in (1, 2):  # twice: the second runs on a key that itself arrived by rotation

@@ -10,7 +10,8 @@ import mpseal
 import pytest
 
 from conftest import MICROPYTHON, MPY_CROSS, REPO
-from mpseal_tools.modem_sim import Network, SimModem
+from mpseal_tools.sim.gsm_network import Network
+from mpseal_tools.sim.modem import SimModem
 
 HOST = "+4915100000002"
 FIRMWARE = os.path.join(REPO, "firmware")

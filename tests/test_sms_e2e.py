@@ -10,7 +10,9 @@ import subprocess
 
 import pytest
 
-from mpseal_tools.modem_sim import GammuPhone, Network, SimModem
+from mpseal_tools.sim.gammu_bridge import GammuPhone
+from mpseal_tools.sim.gsm_network import Network
+from mpseal_tools.sim.modem import SimModem
 from conftest import wait_until
 from sms_helpers import (
     BOARD_NUMBER,

@@ -15,7 +15,8 @@ from mpseal_host.modem_receiver import ModemReceiver
 from mpseal_host.pipeline import REJECTED, STORAGE_ERROR, Outcome
 from mpseal_host.sms_ingest import SmsIngest
 from mpseal_host.storage import Storage
-from mpseal_tools.modem_sim import Network, SimModem
+from mpseal_tools.sim.gsm_network import Network
+from mpseal_tools.sim.modem import SimModem
 from conftest import wait_until
 from sms_helpers import BOARD_NUMBER, DEVICE_ID, HOST_NUMBER, run_cli, stats, stored_seqs
 

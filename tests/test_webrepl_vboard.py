@@ -10,8 +10,8 @@ import pytest
 from mpseal_host.errors import UserError
 from mpseal_tools.build import build
 from mpseal_tools.deploy import deploy
-from mpseal_tools.vboard import read_flash_files
-from mpseal_tools.webrepl import WebReplConnection
+from mpseal_tools.sim.vboard import read_flash_files
+from mpseal_tools.board.webrepl import WebReplConnection
 from vboard_helpers import MPSEAL, RunningVBoard
 
 PASSWORD = "s3cret"

@@ -20,7 +20,7 @@ import tempfile
 
 from mpseal_host.errors import UserError
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mpseal_tools.paths import BUILD_DIR, REPO_ROOT
 SOURCE_AS_IS = ("boot.py", "main.py")  # MicroPython runs these by file name, never imports them
 # CPython-only modules that must never reach a board (they import pycryptodome).
 HOST_ONLY = ("shared/mpseal/aes_pycryptodome.py",)
@@ -129,7 +129,7 @@ def build(board, out_root=None, repo_root=REPO_ROOT, progress=None, simulator=Fa
 
 
 def load_manifest(board, out_root=None):
-    out_dir = os.path.join(out_root or os.path.join(REPO_ROOT, "build"), board)
+    out_dir = os.path.join(out_root or BUILD_DIR, board)
     path = os.path.join(out_dir, MANIFEST)
     try:
         with open(path) as f:

@@ -15,17 +15,18 @@ import sys
 import time
 from pathlib import Path
 
-from mpseal_tools import board_sim
+from mpseal_tools.sim import unix_board
 from mpseal_tools.receiver_proc import ReceiverProcess, free_port
 
-REPO = Path(__file__).resolve().parents[2]
-RUN_DIR = REPO / "demo-run"
+from mpseal_tools.paths import REPO_ROOT
+
+RUN_DIR = Path(REPO_ROOT) / "demo-run"
 DEVICE = "demo"
 DEVICE_ID = 1
 DEFAULT_UDP_PORT = 4740
 DEFAULT_HTTP_PORT = 8740
 PROGRESS_EVERY_S = 5
-BOARD_HEAP = board_sim.DEFAULT_HEAP
+BOARD_HEAP = unix_board.DEFAULT_HEAP
 
 
 def port_or_free(port, kind):
@@ -71,8 +72,8 @@ def summary(board, receiver):
 
 def start_board(run_dir, receiver, key, out):
     flash = run_dir / "flash"
-    board_sim.install(flash, board_config(receiver, key))
-    board = board_sim.Board(flash, heapsize=BOARD_HEAP, log_path=run_dir / "board.log")
+    unix_board.install(flash, board_config(receiver, key))
+    board = unix_board.Board(flash, heapsize=BOARD_HEAP, log_path=run_dir / "board.log")
     print("demo: receiver on udp 127.0.0.1:%d, database %s" % (receiver.udp_port, receiver.db), file=out)
     print("demo: board '%s' (MicroPython unix port, flash folder %s, log %s)" % (DEVICE, flash, run_dir / "board.log"), file=out)
     print("demo: web page  %s" % receiver.url, file=out)

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from mpseal_tools.board_connection import BoardError
+from mpseal_tools.board.connection import BoardError
 
 CODE_SUFFIXES = (".py", ".mpy")  # what --clean may remove; everything else is the board's data
 

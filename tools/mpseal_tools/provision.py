@@ -129,13 +129,13 @@ def write_to_board(board, config, device=None):
 
 
 def open_target(port=None, host=None, secrets=None, board_name=None):
-    from mpseal_tools.board_connection import open_board  # the deploy engineer's interface (docs/deploy.md)
+    from mpseal_tools.board.transports import open_board  # the deploy engineer's interface (docs/deploy.md)
 
     if host:
         password = (secrets.get("webrepl") or {}).get("password") or None
         return open_board(host=host, password=password)
     if not port and board_name:
-        from mpseal_tools.boards import find_port, get_board
+        from mpseal_tools.board.catalog import find_port, get_board
 
         port = find_port(get_board(board_name))
     return open_board(port=port)
@@ -182,7 +182,7 @@ def cli(args):
     secrets = load_secrets(args.secrets)
     transports = None
     if args.board:
-        from mpseal_tools.boards import get_board
+        from mpseal_tools.board.catalog import get_board
 
         board = get_board(args.board)
         transports = [t for t in DEFAULT_TRANSPORTS if t in board.transports]

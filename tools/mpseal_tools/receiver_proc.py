@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-MPSEAL = [sys.executable, "-m", "mpseal_host.cli"]
+MPSEAL = [sys.executable, "-m", "mpseal_tools.cli"]
 START_TIMEOUT_S = 20
 
 

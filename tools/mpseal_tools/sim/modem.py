@@ -27,11 +27,10 @@ PDU-mode messages are built from gsmmodem.pdu's septet/number encoders and
 decoded with smspdudecoder, so the host's PDU path is checked against a
 second, independent implementation.
 
-Run standalone: python -m mpseal_tools.modem_sim --modem +49151... [--modem ...]
+Run standalone: python -m mpseal_tools.sim.modem --modem +49151... [--modem ...]
 prints one `<number> <path>` line per modem and serves until interrupted.
 """
 import argparse
-import configparser
 import datetime
 import os
 import select
@@ -39,10 +38,9 @@ import sys
 import threading
 import time
 import tty
-from io import StringIO
 
-from gsmmodem import pdu as gsm_pdu
-from smspdudecoder.fields import SMSSubmit
+from mpseal_tools.sim.gammu_bridge import GammuPhone
+from mpseal_tools.sim.gsm_network import Network, StoredSms, deliver_pdu, scts_text, submit_pdu_text
 
 CTRL_Z = b"\x1a"
 ESC = b"\x1b"
@@ -81,84 +79,11 @@ FAULT_KINDS = ("send_cms", "send_error", "garbage", "truncate", "noise", "silent
 GARBAGE = b"\xff\xfe\x00+CM\x13\x80\xc3(junk\xf0"
 
 
-class StoredSms:
-    def __init__(self, index, status, number, text, when):
-        self.index = index
-        self.status = status  # index into STATUS_TEXT
-        self.number = number
-        self.text = text
-        self.when = when  # aware datetime (service centre time stamp)
-
-
 class CommandError(Exception):
     def __init__(self, family, code):
         Exception.__init__(self, "%s %d" % (family, code))
         self.family = family
         self.code = code
-
-
-def _scts_text(when):
-    # text-mode time stamp "yy/MM/dd,hh:mm:ss+zz" (zz in quarter hours)
-    quarters = int(when.utcoffset().total_seconds() // 900)
-    return when.strftime("%y/%m/%d,%H:%M:%S") + ("%+03d" % quarters)
-
-
-def deliver_pdu(sender, text, when):
-    """SMS-DELIVER TPDU (hex, with an empty SMSC prefix) for a GSM-7 text.
-    Returns (hex, tpdu length) as AT+CMGR/AT+CMGL report them."""
-    digits = sender.lstrip("+")
-    address_type = 0x91 if sender.startswith("+") else 0x81
-    septets = gsm_pdu.encodeGsm7(text)
-    tpdu = bytearray((0x04, len(digits), address_type))  # MTI deliver, more-messages-to-send = no
-    tpdu += gsm_pdu.encodeSemiOctets(digits)
-    tpdu += bytes((0x00, 0x00))  # PID, DCS (GSM-7)
-    scts = when.strftime("%y%m%d%H%M%S") + "%02d" % (abs(int(when.utcoffset().total_seconds() // 900)))
-    tpdu += bytes(int(scts[i + 1] + scts[i], 16) for i in range(0, 14, 2))  # swapped nibbles
-    tpdu.append(len(septets))
-    tpdu += gsm_pdu.packSeptets(septets)
-    return "00" + bytes(tpdu).hex().upper(), len(tpdu)
-
-
-def submit_pdu_text(hex_pdu):
-    """(recipient, text) of an SMS-SUBMIT PDU as AT+CMGS=<len> receives it."""
-    sms = SMSSubmit.decode(StringIO(hex_pdu))
-    number = sms["recipient"]["number"]
-    if sms["recipient"]["toa"]["ton"] == "international":
-        number = "+" + number
-    return number, sms["user_data"]["data"]
-
-
-class Network:
-    """Numbers to endpoints. An SMS to a full storage waits at the 'service
-    centre' and is retried when the receiver frees space, as real SCs do."""
-
-    def __init__(self):
-        self.endpoints = {}
-        self.pending = []  # (sender, destination, text)
-        self.undeliverable = []
-        self.delivered = []  # (sender, destination, text), for test assertions
-        self.lock = threading.RLock()
-
-    def attach(self, number, endpoint):
-        with self.lock:
-            self.endpoints[number] = endpoint
-
-    def submit(self, sender, destination, text):
-        with self.lock:
-            self.pending.append((sender, destination, text))
-            self.flush()
-
-    def flush(self):
-        with self.lock:
-            waiting, self.pending = self.pending, []
-            for sender, destination, text in waiting:
-                endpoint = self.endpoints.get(destination)
-                if endpoint is None:
-                    self.undeliverable.append((sender, destination, text))
-                elif endpoint.receive_sms(sender, text):
-                    self.delivered.append((sender, destination, text))
-                else:
-                    self.pending.append((sender, destination, text))
 
 
 class SimModem:
@@ -489,7 +414,7 @@ class SimModem:
     def _header_and_body(self, sms, index_prefix):
         """Information lines for one message in the current mode."""
         if self.text_mode:
-            fields = '"%s","%s","","%s"' % (STATUS_TEXT[sms.status], sms.number, _scts_text(sms.when))
+            fields = '"%s","%s","","%s"' % (STATUS_TEXT[sms.status], sms.number, scts_text(sms.when))
             return [(index_prefix + fields).encode("latin-1"), sms.text.encode("latin-1", "replace")]
         hex_pdu, length = deliver_pdu(sms.number, sms.text, sms.when)
         return [(index_prefix + "%d,,%d" % (sms.status, length)).encode(), hex_pdu.encode()]
@@ -542,93 +467,8 @@ class SimModem:
             self.network.flush()  # space freed: the SC retries waiting messages
 
 
-class GammuPhone:
-    """A gammu `dummy` phone folder on the network. Incoming SMS become files
-    in <folder>/sms/1 (the dummy driver's inbox, in gammu's SMS backup
-    format, as `gammu savesms` writes them); SMS that gammu-smsd has sent
-    (moved into its sent folder) are picked up and delivered."""
-
-    def __init__(self, number, folder, network, sent_folder=None):
-        self.number = number
-        self.folder = folder
-        self.network = network
-        self.sent_folder = sent_folder
-        self.sent_seen = set()
-        self.lock = threading.Lock()
-        for sub in ("sms/1", "sms/2", "sms/3", "sms/4", "sms/5"):
-            os.makedirs(os.path.join(folder, sub), exist_ok=True)
-        network.attach(number, self)
-        self._thread = None
-        self._running = False
-
-    def receive_sms(self, sender, text):
-        inbox = os.path.join(self.folder, "sms", "1")
-        now = datetime.datetime.now(datetime.timezone.utc)
-        with self.lock:
-            taken = [int(n) for n in os.listdir(inbox) if n.isdigit()]
-            location = max(taken, default=0) + 1
-            content = (
-                "[SMSBackup000]\n"
-                "PDU = Deliver\n"
-                "DateTime = %s\n"
-                "State = UnRead\n"
-                'Number = "%s"\n'
-                "Text00 = %s\n"
-                "Coding = Default_No_Compression\n"
-                "Folder = 1\n"
-                "Length = %d\n"
-                "Class = -1\n"
-            ) % (now.strftime("%Y%m%dT%H%M%SZ"), sender, text.encode("utf-16-be").hex().upper(), len(text))
-            # written aside and renamed so gammu never reads half a file
-            tmp = os.path.join(self.folder, ".incoming-%d" % location)
-            with open(tmp, "w") as f:
-                f.write(content)
-            os.replace(tmp, os.path.join(inbox, str(location)))
-        return True
-
-    def start(self, poll_s=0.2):
-        if not self.sent_folder:
-            return
-        self._running = True
-        self._thread = threading.Thread(target=self._watch_sent, args=(poll_s,), daemon=True)
-        self._thread.start()
-
-    def stop(self):
-        self._running = False
-        if self._thread:
-            self._thread.join(2)
-
-    def _watch_sent(self, poll_s):
-        while self._running:
-            for name in sorted(os.listdir(self.sent_folder)):
-                if name in self.sent_seen:
-                    continue
-                message = read_gammu_backup(os.path.join(self.sent_folder, name))
-                if message:
-                    self.sent_seen.add(name)
-                    self.network.submit(self.number, message[0], message[1])
-            time.sleep(poll_s)
-
-
-def read_gammu_backup(path):
-    """(number, text) of a one-message gammu SMS backup file, or None."""
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    try:
-        parser.read(path, encoding="utf-8")
-        section = parser["SMSBackup000"]
-        number = section.get("Number", "").strip('"')
-        text = "".join(
-            bytes.fromhex(section["Text%02d" % i]).decode("utf-16-be")
-            for i in range(100)
-            if "Text%02d" % i in section
-        )
-    except (configparser.Error, KeyError, ValueError, UnicodeError, OSError):
-        return None  # not (yet) a complete backup file
-    return number, text
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m mpseal_tools.modem_sim", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mpseal_tools.sim.modem", description=__doc__.split("\n")[0])
     parser.add_argument("--modem", action="append", default=[], metavar="NUMBER", help="add a modem with this phone number")
     parser.add_argument("--storage", type=int, default=10, help="SMS storage slots per modem (default 10)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before every final result code")

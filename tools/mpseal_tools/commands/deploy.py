@@ -26,7 +26,7 @@ def cmd_build(args):
 
 
 def cmd_deploy(args):
-    from mpseal_tools.board_connection import open_board
+    from mpseal_tools.board.transports import open_board
     from mpseal_tools.build import load_manifest
     from mpseal_tools.deploy import Progress, deploy
 
@@ -48,7 +48,7 @@ def _webrepl_password(args):
 
 
 def _webrepl_open(args):
-    from mpseal_tools.webrepl import WebReplConnection
+    from mpseal_tools.board.webrepl import WebReplConnection
 
     return WebReplConnection(args.host, _webrepl_password(args))
 
@@ -118,12 +118,12 @@ def parse_size(text):
 
 
 def cmd_vboard(args):
-    from mpseal_tools import vboard
+    from mpseal_tools.sim import vboard
 
     if args.fs_size:
         fs_bytes = parse_size(args.fs_size)
     else:
-        from mpseal_tools.boards import get_board
+        from mpseal_tools.board.catalog import get_board
 
         fs_bytes = vboard.fs_bytes_for_flash(get_board(args.board).flash_size_bytes)
     webrepl = parse_hostport(args.webrepl, WEBREPL_PORT) if args.webrepl else None

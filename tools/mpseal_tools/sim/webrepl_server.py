@@ -9,7 +9,7 @@ whenever the program sleeps).
 """
 import asyncio
 
-from mpseal_tools.webrepl import GET_FILE, GET_VERSION, PUT_FILE, REQUEST_SIZE, parse_request, response
+from mpseal_tools.board.webrepl import GET_FILE, GET_VERSION, PUT_FILE, REQUEST_SIZE, parse_request, response
 
 GET_CHUNK = 256  # modwebrepl's readbuf
 VERSION = bytes((1, 29, 0))

@@ -1,4 +1,4 @@
-"""Receiver benchmark: `python -m mpseal_tools.bench_receiver` (part of `make bench`).
+"""Receiver benchmark: `python -m mpseal_tools.bench.receiver` (part of `make bench`).
 
 Prints, all measured in this run:
   * stored readings/s of a real `mpseal receive` subprocess, many simulated
@@ -161,7 +161,7 @@ def bench_receiver(folder, seconds):
             return None
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "mpseal_host.cli", "receive", "--db", db, "--udp", "127.0.0.1:0", "--http", "off"],
+        [sys.executable, "-m", "mpseal_tools.cli", "receive", "--db", db, "--udp", "127.0.0.1:0", "--http", "off"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -286,7 +286,7 @@ def bench_baseline(folder, seconds):
             break
     port_file = os.path.join(folder, "baseline.port")
     process = subprocess.Popen(
-        [sys.executable, "-m", "mpseal_tools.bench_receiver", "--baseline-server", port_file,
+        [sys.executable, "-m", "mpseal_tools.bench.receiver", "--baseline-server", port_file,
          os.path.join(folder, "baseline.sqlite"), fernet_key.decode(), mac_key.hex()],
     )
     try:
@@ -304,7 +304,7 @@ def bench_baseline(folder, seconds):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m mpseal_tools.bench_receiver", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mpseal_tools.bench.receiver", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=RUN_SECONDS, help="UDP run length (default %(default)s)")
     parser.add_argument("--baseline-server", nargs=4, metavar=("PORT_FILE", "DB", "FERNET_KEY", "MAC_HEX"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

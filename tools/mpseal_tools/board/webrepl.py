@@ -17,7 +17,7 @@ import socket
 import struct
 import time
 
-from mpseal_tools.board_connection import CONNECT_TIMEOUT_S, BoardConnection, BoardError, board_error_from_exec
+from mpseal_tools.board.connection import CONNECT_TIMEOUT_S, BoardConnection, BoardError, board_error_from_exec
 
 REQUEST_FORMAT = "<2sBBQLH64s"
 REQUEST_SIZE = struct.calcsize(REQUEST_FORMAT)  # 82

@@ -18,8 +18,8 @@ import urllib.error
 import urllib.request
 
 from mpseal_host.errors import UserError
-from mpseal_tools.boards import FLASH_SIZES, find_port
-from mpseal_tools.monitor import wait_for_repl
+from mpseal_tools.board.catalog import FLASH_SIZES, find_port
+from mpseal_tools.board.monitor import wait_for_repl
 
 CACHE_ENV = "MPSEAL_CACHE_DIR"
 ESP_IMAGE_MAGIC = 0xE9  # first byte of every ESP8266 boot image

@@ -1,4 +1,4 @@
-"""The receiver's SQLite database: device registry, keys, readings, counters,
+"""The SQLite implementation of the storage contract (the embedded default): device registry, keys, readings, counters,
 queued downlink commands. One file, mode 0600, WAL; see docs/receiver.md.
 
 Several processes may share the file (receiver, sms-ingest, the CLI). Writes
@@ -10,18 +10,23 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 from mpseal.keys import MASTER_KEY_SIZE
 from mpseal.packet import MAX_SEQ
-from mpseal.payload import FORMAT_JSON, FORMAT_RAW, FORMAT_VALUES, decode
+from mpseal.payload import decode
+from mpseal_host.storage.model import (
+    FORMAT_NAMES,
+    KEY_CURRENT,
+    KEY_PENDING,
+    MAX_DEVICE_NAME,
+    NO_DEVICE,
+    Device,
+    DeviceExists,
+    NoSuchDevice,
+    StorageError,
+)
 
 SCHEMA_VERSION = 1
-NO_DEVICE = -1  # rejections that name no registered device (unparsable, unknown id)
-FORMAT_NAMES = {FORMAT_RAW: "raw", FORMAT_JSON: "json", FORMAT_VALUES: "values"}
-KEY_CURRENT = "current"
-KEY_PENDING = "pending"
-MAX_DEVICE_NAME = 64
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,56 +95,6 @@ COUNT_REJECTIONS = (
 )
 
 
-class StorageError(Exception):
-    """A registry operation the caller asked for cannot be done (the message says why)."""
-
-
-class NoSuchDevice(StorageError):
-    pass
-
-
-class DeviceExists(StorageError):
-    pass
-
-
-@dataclass
-class Device:
-    id: int
-    name: str
-    epoch: int  # epoch of the current key
-    master_key: bytes = field(repr=False)
-    pending_epoch: object = None  # int while a rotation waits for its first packet
-    created_at: float = 0.0
-    replay_window: bytes = b""
-    last_seq: int = 0
-    last_seen: object = None
-    last_transport: object = None
-    host_seq: int = 0
-    allowed_numbers: list = field(default_factory=list)
-    received: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-
-    def public(self):
-        """The fields an API or a listing may show (no keys)."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "epoch": self.epoch,
-            "pending_epoch": self.pending_epoch,
-            "last_seq": self.last_seq,
-            "last_seen": self.last_seen,
-            "last_transport": self.last_transport,
-            "host_seq": self.host_seq,
-            "allowed_numbers": self.allowed_numbers,
-            "received": self.received,
-            "stored": self.stored,
-            "duplicates": self.duplicates,
-            "rejected": self.rejected,
-        }
-
-
 def _create_private(path):
     # Create the file 0600 before SQLite opens it; SQLite gives its -wal and
     # -shm files the same mode as the database file.
@@ -166,7 +121,7 @@ def _check_key(key, epoch):
         raise StorageError("a key epoch is 0..255")
 
 
-class Storage:
+class SQLiteStorage:
     def __init__(self, path, synchronous="FULL"):
         self.path = str(path)
         try:

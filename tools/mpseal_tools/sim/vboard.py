@@ -22,7 +22,9 @@ import subprocess
 import sys
 import tty
 
-AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vboard_agent.py")
+from mpseal_tools.paths import micropython_program
+
+AGENT = micropython_program("vboard_agent.py")
 BLOCK_SIZE = 4096
 DEFAULT_FS_BYTES = 4 * 1024 * 1024 - 0x100000 - 20480  # 4 MB chip: 1 MB firmware, 20 KB SDK params at the end
 # The ESP8266 leaves about 36 KB to Python; objects on the 64-bit unix port are about
@@ -270,7 +272,7 @@ class VirtualBoard:
         self.cpu = Cpu(self.loop, self.image, self.blocks, self.output, self._crashed)
         self.webrepl_server = None
         if self.webrepl_addr:
-            from mpseal_tools.vboard_webrepl import serve
+            from mpseal_tools.sim.webrepl_server import serve
 
             self.webrepl_server = await serve(self, *self.webrepl_addr)
         self._power_on()

@@ -12,7 +12,7 @@ import time
 import mpseal
 from mpseal import payload
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mpseal_tools.paths import SHARED_DIR, micropython_program
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 READING = {"temperature": 21.37, "humidity": 45.2, "battery": 3.712}
 SEED_READING = b'{"t":21.37,"h":45.2,"v":3.7}'  # a seed-style 26-28 byte JSON reading
@@ -42,8 +42,8 @@ def cpython_rates():
 
 
 def micropython_figures(count=10000):
-    script = os.path.join(REPO, "tools", "mpseal_tools", "mp_bench_seal.py")
-    env = dict(os.environ, MICROPYPATH=os.path.join(REPO, "shared"))
+    script = micropython_program("bench_seal.py")
+    env = dict(os.environ, MICROPYPATH=SHARED_DIR)
     proc = subprocess.Popen([MICROPYTHON, "-X", "heapsize=48k", script, str(count)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     figures = {}
     for line in proc.stdout:
@@ -97,7 +97,7 @@ def protocol_section():
     return {"cpython": rates, "micropython": mp}
 
 
-SECTIONS = ("mpseal_tools.bench_receiver", "mpseal_tools.bench_firmware")
+SECTIONS = ("mpseal_tools.bench.receiver", "mpseal_tools.bench.firmware")
 
 
 def main():

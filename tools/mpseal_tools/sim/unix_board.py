@@ -18,9 +18,10 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-FIRMWARE_DIR = REPO / "firmware"
-SHARED_DIR = REPO / "shared" / "mpseal"
+from mpseal_tools import paths
+
+FIRMWARE_DIR = Path(paths.FIRMWARE_DIR)
+SHARED_DIR = Path(paths.MPSEAL_DIR)
 CPYTHON_ONLY = {"aes_pycryptodome.py"}  # the CPython side of the crypto seam never goes to a board
 # Always from source on a board (MicroPython runs these two by file name).
 SOURCE_ONLY = {"boot.py", "main.py"}

@@ -1,5 +1,6 @@
 """One small interface to a board's files and REPL, over several transports.
 
+    from mpseal_tools.board.transports import open_board
     with open_board(port="/dev/ttyUSB0", tool="mpremote") as board:   # or tool="ampy"
     with open_board(host="192.168.4.1", password="...") as board:     # WebREPL (webrepl.py)
         board.put_file("/config.json", data); board.get_file(path); board.ls("/")
@@ -329,27 +330,3 @@ class AmpyConnection(BoardConnection):
             self.pyboard.close()
         except OSError:
             pass
-
-
-TOOLS = {"mpremote": MpremoteConnection, "ampy": AmpyConnection}
-
-
-def resolve_port(port, board_name=None):
-    """The given port, or the only connected board whose USB VID:PID is in boards.yaml."""
-    if port:
-        if not port.startswith(("/dev/", "COM")) or os.path.exists(port) or port.startswith("COM"):
-            return port
-        raise BoardError("%s does not exist: is the board plugged in? (ls /dev/ttyUSB* /dev/ttyACM*)" % port)
-    from mpseal_tools.boards import find_port, get_board
-
-    return find_port(get_board(board_name) if board_name else None)
-
-
-def open_board(port=None, tool="mpremote", host=None, password=None, board_name=None):
-    if host:
-        from mpseal_tools.webrepl import WebReplConnection
-
-        return WebReplConnection(host, password)
-    if tool not in TOOLS:
-        raise BoardError("unknown tool %r: use one of %s" % (tool, ", ".join(TOOLS)))
-    return TOOLS[tool](resolve_port(port, board_name))

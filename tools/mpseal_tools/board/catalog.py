@@ -1,6 +1,6 @@
 """boards.yaml: load, validate, and find the serial port a board is on.
 
-    from mpseal_tools.boards import load_boards, get_board, find_port
+    from mpseal_tools.board.catalog import load_boards, get_board, find_port
     board = get_board("wemos")          # Board, or UserError naming the choices
     port = find_port(board)             # "/dev/ttyUSB0", or UserError (none / several)
 
@@ -15,8 +15,7 @@ import yaml
 
 from mpseal_host.errors import UserError
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_BOARDS_FILE = os.path.join(REPO_ROOT, "boards.yaml")
+from mpseal_tools.paths import BOARDS_FILE as DEFAULT_BOARDS_FILE
 BOARDS_FILE_ENV = "MPSEAL_BOARDS_FILE"  # lets a user keep a private board list
 
 UNPINNED = "UNPINNED"  # the marker for a sha256 nobody has verified yet

@@ -1,7 +1,7 @@
 """Board code type-checked against the ESP8266 MicroPython API, not CPython's.
 
-    python -m mpseal_tools.board_api_check            # every board module
-    python -m mpseal_tools.board_api_check FILE ...   # just these files
+    python -m mpseal_tools.check.board_api            # every board module
+    python -m mpseal_tools.check.board_api FILE ...   # just these files
 
 The unix port that runs our tests is not the chip: code that passes there can
 still call something the ESP8266 build lacks. This check runs pyright over
@@ -24,10 +24,11 @@ import shutil
 import subprocess
 import sys
 
-from mpseal_tools import board_api_seam
+from mpseal_tools.check import board_api_seam
 
-TOOL_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIRMWARE_FACTS = os.path.join(TOOL_REPO, "tools", "board_api_check", "esp8266_firmware.json")
+from mpseal_tools.paths import BOARD_API_DATA, REPO_ROOT as TOOL_REPO
+
+FIRMWARE_FACTS = os.path.join(BOARD_API_DATA, "esp8266_firmware.json")
 STUB_PACKAGES = ("micropython-esp8266-stubs", "micropython-stdlib-stubs")
 BUILD_SUBDIR = os.path.join("build", "board_api_check")
 BOARD_DIRS = (os.path.join("shared", "mpseal"), "firmware")

@@ -20,11 +20,11 @@ from pathlib import Path
 import mpseal
 from mpseal import control
 
-from mpseal_tools import board_sim
+from mpseal_tools.sim import unix_board
 
 READINGS = 10000
 # the target first, then what the tests use (once: today they are the same)
-BOARD_HEAPS = tuple(dict.fromkeys((board_sim.TARGET_HEAP, board_sim.DEFAULT_HEAP)))
+BOARD_HEAPS = tuple(dict.fromkeys((unix_board.TARGET_HEAP, unix_board.DEFAULT_HEAP)))
 
 
 class Acker:
@@ -56,7 +56,7 @@ class Acker:
 def mpy_size(march="xtensa"):
     """Bytes of .mpy for everything that goes onto a board."""
     with tempfile.TemporaryDirectory() as tmp:
-        board_sim.install(tmp, {}, march=march)
+        unix_board.install(tmp, {}, march=march)
         # hw_unix*.py is the unix port's side of the seam: never on a board
         files = [p for p in Path(tmp).rglob("*.mpy") if not p.name.startswith("hw_unix")]
         return sum(p.stat().st_size for p in files), len(files)
@@ -73,7 +73,7 @@ def run_board(heap, readings, acker, key, progress=True):
             "interval_s": 0,
             "max_readings": readings,
         }
-        board_sim.install(flash, config)
+        unix_board.install(flash, config)
         step = max(readings // 5, 1)
         # A cycle that fails is caught, counted and retried by the app, so
         # under a too-small heap the board never reaches max_readings: the
@@ -88,7 +88,7 @@ def run_board(heap, readings, acker, key, progress=True):
                 if done % step == 0 and done < readings:
                     print("  heap %s: %d/%d readings" % (heap, done, readings), flush=True)
 
-        board = board_sim.Board(flash, heapsize=heap, on_line=show).start()
+        board = unix_board.Board(flash, heapsize=heap, on_line=show).start()
         deadline = time.monotonic() + 1800
         try:
             while board.running() and not failed.is_set():
@@ -121,7 +121,7 @@ def find_min_heap(readings, acker, key, low=24, high=128):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m mpseal_tools.bench_firmware", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mpseal_tools.bench.firmware", description=__doc__.split("\n")[0])
     parser.add_argument("--readings", type=int, default=READINGS)
     parser.add_argument("--find-min", action="store_true", help="also search the smallest heap that runs them")
     args = parser.parse_args(argv)
@@ -145,9 +145,9 @@ def main(argv=None):
     if args.find_min:
         print("smallest heap for %d readings:" % args.readings, flush=True)
         print("  %dk" % find_min_heap(args.readings, acker, key))
-    if not results[board_sim.TARGET_HEAP]:
-        print("target %s not reached yet (docs/firmware.md \"Memory and size\")" % board_sim.TARGET_HEAP)
-    return 0 if results[board_sim.DEFAULT_HEAP] else 1
+    if not results[unix_board.TARGET_HEAP]:
+        print("target %s not reached yet (docs/firmware.md \"Memory and size\")" % unix_board.TARGET_HEAP)
+    return 0 if results[unix_board.DEFAULT_HEAP] else 1
 
 
 if __name__ == "__main__":

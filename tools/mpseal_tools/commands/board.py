@@ -8,8 +8,8 @@ DEFAULT_SECRETS = "secrets.yaml"
 
 
 def cmd_flash(args):
-    from mpseal_tools import flash
-    from mpseal_tools.boards import get_board
+    from mpseal_tools.board import flash
+    from mpseal_tools.board.catalog import get_board
 
     board = get_board(args.board)
     if args.dry_run:
@@ -18,8 +18,8 @@ def cmd_flash(args):
 
 
 def cmd_monitor(args):
-    from mpseal_tools.boards import find_port, get_board
-    from mpseal_tools.monitor import monitor
+    from mpseal_tools.board.catalog import find_port, get_board
+    from mpseal_tools.board.monitor import monitor
 
     board = get_board(args.board) if args.board else None
     port = args.port or find_port(board)

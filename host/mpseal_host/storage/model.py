@@ -1,0 +1,62 @@
+"""What every storage backend stores and raises: the records and typed errors
+of the storage contract. No SQL and no driver here; backends (sqlite.py, ...)
+translate their drivers' errors into these."""
+from dataclasses import dataclass, field
+
+from mpseal.payload import FORMAT_JSON, FORMAT_RAW, FORMAT_VALUES
+
+NO_DEVICE = -1  # rejections that name no registered device (unparsable, unknown id)
+FORMAT_NAMES = {FORMAT_RAW: "raw", FORMAT_JSON: "json", FORMAT_VALUES: "values"}
+KEY_CURRENT = "current"
+KEY_PENDING = "pending"
+MAX_DEVICE_NAME = 64
+
+
+class StorageError(Exception):
+    """A registry operation the caller asked for cannot be done (the message says why)."""
+
+
+class NoSuchDevice(StorageError):
+    pass
+
+
+class DeviceExists(StorageError):
+    pass
+
+
+@dataclass
+class Device:
+    id: int
+    name: str
+    epoch: int  # epoch of the current key
+    master_key: bytes = field(repr=False)
+    pending_epoch: object = None  # int while a rotation waits for its first packet
+    created_at: float = 0.0
+    replay_window: bytes = b""
+    last_seq: int = 0
+    last_seen: object = None
+    last_transport: object = None
+    host_seq: int = 0
+    allowed_numbers: list = field(default_factory=list)
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+    def public(self):
+        """The fields an API or a listing may show (no keys)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "epoch": self.epoch,
+            "pending_epoch": self.pending_epoch,
+            "last_seq": self.last_seq,
+            "last_seen": self.last_seen,
+            "last_transport": self.last_transport,
+            "host_seq": self.host_seq,
+            "allowed_numbers": self.allowed_numbers,
+            "received": self.received,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+        }

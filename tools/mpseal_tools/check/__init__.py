@@ -1,0 +1,1 @@
+"""Static checks of board code (the ESP8266 API check)."""
