@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from conftest import BIN, REPO, mpseal_cli
-from mpseal_host.errors import UserError
+from mpseal_tools.board.catalog import PortNotFound, SeveralPorts
+from mpseal_tools.cli import describe
 from mpseal_tools.board.catalog import BoardFileError, find_port, get_board, load_boards
 
 REAL_FILE = os.path.join(REPO, "boards.yaml")
@@ -110,15 +111,17 @@ def test_find_port_picks_the_one_matching_bridge():
 
 def test_find_port_explains_none_and_several():
     wemos = get_board("wemos", REAL_FILE)
-    with pytest.raises(UserError) as none:
+    with pytest.raises(PortNotFound) as none:
         find_port(wemos, [port("/dev/ttyS0")])
     assert "no serial port looks like the wemos board" in str(none.value)
-    assert "1a86:7523" in str(none.value) and "/dev/ttyS0" in str(none.value) and "--port" in str(none.value)
+    assert "1a86:7523" in str(none.value) and "/dev/ttyS0" in str(none.value)
+    assert "--port" in describe(none.value)  # the CLI layer says what to do
     two = [port("/dev/ttyUSB0", 0x1A86, 0x7523, "CH340"), port("/dev/ttyUSB1", 0x1A86, 0x7523, "CH340")]
-    with pytest.raises(UserError) as several:
+    with pytest.raises(SeveralPorts) as several:
         find_port(wemos, two)
     assert "several serial ports" in str(several.value)
     assert "/dev/ttyUSB0" in str(several.value) and "/dev/ttyUSB1" in str(several.value)
+    assert "--port" in describe(several.value)
 
 
 def test_find_port_without_a_board_accepts_any_known_bridge():

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from mpseal_host.errors import UserError
-from mpseal_tools.build import build, plan
+from mpseal_tools.build import BuildError
+from mpseal_tools.build import build, board_files
 from vboard_helpers import MPSEAL, REPO
 
 
@@ -59,13 +59,13 @@ def test_unsupported_syntax_fails_with_file_and_line_and_keeps_the_previous_buil
     build("wemos", repo_root=root)
     before = (tmp_path / "repo" / "build" / "wemos" / "manifest.json").read_text()
     (tmp_path / "repo" / "firmware" / "app.py").write_text("x = 1\n\ndef f(v):\n    match v:\n        case 1:\n            pass\n")
-    with pytest.raises(UserError, match=r"firmware/app\.py:4: SyntaxError"):
+    with pytest.raises(BuildError, match=r"firmware/app\.py:4: SyntaxError"):
         build("wemos", repo_root=root)
     assert (tmp_path / "repo" / "build" / "wemos" / "manifest.json").read_text() == before
 
 
 def test_layout_puts_the_package_under_lib_and_boot_main_at_the_root(tmp_path):
-    targets = dict((os.path.basename(src), dst) for src, dst in plan(fake_repo(tmp_path, "y = 2\n")))
+    targets = dict((os.path.basename(src), dst) for src, dst in board_files(fake_repo(tmp_path, "y = 2\n")))
     assert targets["main.py"] == "/main.py"
     assert targets["app.py"] == "/lib/app.mpy"
     assert targets["packet.py"] == "/lib/mpseal/packet.mpy"

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from mpseal_host.errors import UserError
+from mpseal_tools.board.connection import BoardError
 from mpseal_tools.board.transports import open_board
 from mpseal_tools.build import build
 from mpseal_tools.deploy import deploy
@@ -100,15 +100,15 @@ def test_full_flash_gives_a_clear_error(built, tmp_path):
     try:
         build_dir, manifest = copy_build(built, tmp_path)
         with open_board(port=vb.port) as conn:
-            with pytest.raises(UserError, match="flash of the board on .* is full"):
+            with pytest.raises(BoardError, match="flash of the board on .* is full"):
                 deploy(conn, build_dir, manifest, reset=False)
             # The early size check aside, a write that runs out of space says so too.
-            with pytest.raises(UserError, match="is full while writing /big.bin"):
+            with pytest.raises(BoardError, match="is full while writing /big.bin"):
                 conn.put_file("/big.bin", bytes(40 * 1024))
     finally:
         vb.stop()
 
 
 def test_no_board_and_missing_port_are_clear_errors(tmp_path):
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(BoardError, match="does not exist"):
         open_board(port="/dev/ttyUSB99")

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import BIN, REPO, mpseal_cli
 from flash_fakes import EmptyPty, FakeEsp32Rom
-from mpseal_host.errors import UserError
+from mpseal_tools.board.flash import FlashError
 from mpseal_tools.board.catalog import load_boards
 from mpseal_tools.board.flash import resolve_image
 
@@ -92,7 +92,7 @@ def test_missing_and_bogus_images_are_refused(tmp_path):
 
 def test_unpinned_image_is_not_downloaded(tmp_path):
     board = dataclasses.replace(BOARDS["wemos"], firmware=dataclasses.replace(BOARDS["wemos"].firmware, sha256="UNPINNED"))
-    with pytest.raises(UserError) as info:
+    with pytest.raises(FlashError) as info:
         resolve_image(board, cache=str(tmp_path))
     assert "pins no sha256" in str(info.value) and "FIRMWARE=" in str(info.value)
     assert os.listdir(tmp_path) == []
@@ -153,7 +153,7 @@ def test_download_is_checked_and_cached_once(server, tmp_path):
 
 def test_checksum_mismatch_aborts_and_keeps_nothing(server, tmp_path):
     board = server.board("0" * 64)
-    with pytest.raises(UserError) as info:
+    with pytest.raises(FlashError) as info:
         resolve_image(board, cache=str(tmp_path))
     message = str(info.value)
     assert "checksum mismatch" in message and "0" * 64 in message

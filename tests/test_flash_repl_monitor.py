@@ -10,7 +10,7 @@ import pytest
 
 from conftest import BIN, MICROPYTHON
 from flash_fakes import EmptyPty, MicroPythonOnPty
-from mpseal_host.errors import UserError
+from mpseal_tools.board.connection import BoardError
 from mpseal_tools.board.monitor import wait_for_repl
 
 
@@ -26,7 +26,7 @@ def test_wait_for_repl_sees_a_live_micropython():
 def test_wait_for_repl_on_a_silent_port_says_what_to_do():
     port = EmptyPty()
     try:
-        with pytest.raises(UserError) as info:
+        with pytest.raises(BoardError) as info:
             wait_for_repl(port.port, 115200, timeout=1.5)
     finally:
         port.close()

@@ -16,7 +16,7 @@ from mpseal_host.storage import Storage
 from mpseal_tools.sim import unix_board
 from mpseal_tools.receiver_proc import free_port
 from mpseal_tools.provision import SECRETS_TEMPLATE, board_config
-from mpseal_tools.rotate import rotate_key
+from mpseal_host.registry import rotate as rotate_key
 from mpseal_tools.sim.vboard import read_flash_files
 
 MPSEAL = os.path.join(BIN, "mpseal")

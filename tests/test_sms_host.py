@@ -12,7 +12,8 @@ from mpseal import payload
 
 from mpseal_host import modem_receiver
 from mpseal_host.modem_receiver import ModemReceiver
-from mpseal_host.pipeline import REJECTED, STORAGE_ERROR, Outcome
+from mpseal_host.pipeline import REJECTED, Outcome
+from mpseal_host.rejections import STORAGE_ERROR
 from mpseal_host.sms_ingest import SmsIngest
 from mpseal_host.storage import Storage
 from mpseal_tools.sim.gsm_network import Network

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from mpseal_host.errors import UserError
+from mpseal_tools.board.connection import BoardError
 from mpseal_tools.build import build
 from mpseal_tools.deploy import deploy
 from mpseal_tools.sim.vboard import read_flash_files
@@ -72,7 +72,7 @@ def test_refused_connection_is_a_clear_error():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(UserError, match="refused the connection"):
+    with pytest.raises(BoardError, match="refused the connection"):
         WebReplConnection("127.0.0.1:%d" % port, PASSWORD)
 
 
@@ -80,9 +80,9 @@ def test_missing_file_and_full_flash_are_clear_errors(tmp_path):
     vb = RunningVBoard(tmp_path / "tiny", fs_size="32k", password=PASSWORD)
     try:
         with WebReplConnection(vb.webrepl, PASSWORD) as conn:
-            with pytest.raises(UserError, match="cannot read /nope"):
+            with pytest.raises(BoardError, match="cannot read /nope"):
                 conn.get_file("/nope")
-            with pytest.raises(UserError, match="flash of the board at .* is full while writing /big.bin"):
+            with pytest.raises(BoardError, match="flash of the board at .* is full while writing /big.bin"):
                 conn.put_file("/big.bin", bytes(40 * 1024))
             conn.put_file("/small.txt", b"still works")  # the session survives the failed write
             assert conn.get_file("/small.txt") == b"still works"

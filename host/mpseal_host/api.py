@@ -8,6 +8,7 @@ from aiohttp import web as aioweb
 
 from mpseal.packet import MAX_PACKET_SIZE, MAX_SEQ
 from mpseal_host.pipeline import REJECTED
+from mpseal_host.rejections import BAD_CONTENT_TYPE, http_status
 from mpseal_host.storage import NO_DEVICE, NoSuchDevice
 
 log = logging.getLogger("mpseal.receiver")
@@ -15,21 +16,6 @@ log = logging.getLogger("mpseal.receiver")
 PACKET_TYPE = "application/octet-stream"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10000
-
-# HTTP status of a rejected packet: 400 malformed, 403 not authentic, 409
-# authentic but refused (replay), 413 too big, 415 not a packet, 503 not stored.
-STATUS_BY_REASON = {
-    "oversize": 413,
-    "bad_content_type": 415,
-    "unknown_device": 403,
-    "unknown_epoch": 403,
-    "bad_tag": 403,
-    "unknown_sender": 403,
-    "replay": 409,
-    "too_old": 409,
-    "seq_reused": 409,
-    "storage_error": 503,
-}
 
 
 def error(status, reason, **extra):
@@ -39,15 +25,15 @@ def error(status, reason, **extra):
 async def ingest(request):
     receiver = request.app["receiver"]
     if request.content_type != PACKET_TYPE:
-        receiver.storage.count_rejection(NO_DEVICE, "bad_content_type")
+        receiver.storage.count_rejection(NO_DEVICE, BAD_CONTENT_TYPE)
         log.warning("rejected http body from %s: bad_content_type %r", request.remote, request.content_type)
-        return error(415, "bad_content_type", detail="send the packet bytes as %s" % PACKET_TYPE)
+        return error(http_status(BAD_CONTENT_TYPE), BAD_CONTENT_TYPE, detail="send the packet bytes as %s" % PACKET_TYPE)
     # Read one byte past the limit, never the whole body of a flood: the
     # pipeline then refuses it as oversize (and counts it).
     packet = await request.content.read(MAX_PACKET_SIZE + 1)
     outcome, ack = await receiver.submit(packet)
     if outcome.status == REJECTED:
-        return error(STATUS_BY_REASON.get(outcome.reason, 400), outcome.reason)
+        return error(http_status(outcome.reason), outcome.reason)
     return aioweb.Response(body=ack, content_type=PACKET_TYPE, headers={"X-Mpseal-Status": outcome.status})
 
 

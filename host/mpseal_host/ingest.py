@@ -11,7 +11,8 @@ import sqlite3
 import time
 
 from mpseal import DeviceKeys
-from mpseal_host.pipeline import REJECTED, STORAGE_ERROR, Batch, DeviceState, Outcome, Pipeline
+from mpseal_host.pipeline import REJECTED, Batch, DeviceState, Outcome, Pipeline
+from mpseal_host.rejections import STORAGE_ERROR
 from mpseal_host.storage import NO_DEVICE
 
 log = logging.getLogger("mpseal.receiver")

@@ -20,10 +20,7 @@ STORED = "stored"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
 
-# Reasons of our own, beside mpseal.errors.*
-UNKNOWN_SENDER = "unknown_sender"
-SEQ_REUSED = "seq_reused"
-STORAGE_ERROR = "storage_error"
+from mpseal_host.rejections import SEQ_REUSED, STORAGE_ERROR, UNKNOWN_SENDER  # noqa: F401  (re-exported)
 
 MAX_ACK_COMMAND_BYTES = 400  # keeps a sealed ack under mpseal's 512-byte limit
 

@@ -140,14 +140,6 @@ class Receiver:
         return stats
 
 
-def parse_address(text, what):
-    """'HOST:PORT' -> (host, port); ValueError with a readable message."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError("%s address must be HOST:PORT (e.g. 127.0.0.1:4740), got %r" % (what, text))
-    return host, int(port)
-
-
 async def serve(storage, udp, http, ready=None):
     """Runs until SIGTERM or SIGINT, then flushes and returns."""
     receiver = Receiver(storage, udp, http)

@@ -14,14 +14,14 @@ import logging
 from mpseal import errors
 from mpseal.errors import InvalidPacket
 from mpseal_host.ingest import Ingestor
-from mpseal_host.pipeline import DUPLICATE, REJECTED, STORAGE_ERROR, STORED, Outcome
+from mpseal_host.pipeline import DUPLICATE, REJECTED, STORED, Outcome
+from mpseal_host.rejections import NOT_BASE64, STORAGE_ERROR
 from mpseal_host.storage import NO_DEVICE
 
 log = logging.getLogger("mpseal.sms")
 
 TRANSPORT = "sms"
 MAX_SMS_TEXT = 160  # GSM-7 characters of one single-part SMS
-NOT_BASE64 = "not_base64"  # rejection reason: the text is not a base64 packet
 EMPTY_SMS = "empty_sms"
 
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-from mpseal_host.errors import UserError
+from mpseal_host.errors import MpsealError
 
 from mpseal_tools.paths import BUILD_DIR, REPO_ROOT
 SOURCE_AS_IS = ("boot.py", "main.py")  # MicroPython runs these by file name, never imports them
@@ -31,8 +31,16 @@ MANIFEST = "manifest.json"
 MPY_ARCH = "xtensa"  # the ESP8266's CPU; bytecode-only .mpy files also load on the unix port
 
 
-class BuildError(UserError):
+class BuildError(MpsealError):
     pass
+
+
+class NoBuild(BuildError):
+    """The board's build output is missing or unreadable."""
+
+    def __init__(self, message, board):
+        BuildError.__init__(self, message)
+        self.board = board
 
 
 def mpy_cross_executable():
@@ -45,9 +53,10 @@ def mpy_cross_executable():
     return found
 
 
-def plan(repo_root=REPO_ROOT, simulator=False):
-    """[(source path, path on the board)] for everything the board needs, sorted.
-    simulator=True adds the unix-port seam, for the virtual board."""
+def board_files(repo_root=REPO_ROOT, simulator=False):
+    """[(source path, path on the board)] for everything a board needs, sorted:
+    the one list build, deploy and the simulators use. simulator=True adds
+    the unix-port seam, for the virtual board."""
     items = []
     package = os.path.join(repo_root, "shared", "mpseal")
     for name in sorted(os.listdir(package)):
@@ -70,7 +79,11 @@ _ERROR_LINE = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
 
 
 def compile_module(source, target_file, board_name, mpy_cross, shown_as=None):
-    """Compiles one module; a syntax MicroPython lacks fails with file and line."""
+    """Compiles one module; a syntax MicroPython lacks fails with file and line.
+    board_name is the module's path on the board ("/lib/mpseal/packet.mpy"):
+    the importer interns that path as __file__ and the .mpy's source name is
+    another interned string a board never frees, so naming both alike
+    interns one string per module instead of two."""
     result = subprocess.run(
         [mpy_cross, "-march=" + MPY_ARCH, "-s", board_name, "-o", target_file, source],
         capture_output=True, text=True)
@@ -94,7 +107,7 @@ def build(board, out_root=None, repo_root=REPO_ROOT, progress=None, simulator=Fa
     previous one untouched) and returns the manifest dict."""
     out_root = out_root or os.path.join(repo_root, "build")
     out_dir = os.path.join(out_root, board)
-    items = plan(repo_root, simulator)
+    items = board_files(repo_root, simulator)
     if not items:
         raise BuildError("nothing to build: no shared/mpseal or firmware/ modules under %s" % repo_root)
     mpy_cross = mpy_cross_executable()
@@ -106,10 +119,7 @@ def build(board, out_root=None, repo_root=REPO_ROOT, progress=None, simulator=Fa
             local = os.path.join(staging, target.lstrip("/"))
             os.makedirs(os.path.dirname(local), exist_ok=True)
             if target.endswith(".mpy"):
-                # The name in tracebacks on the board: "mpseal/packet.py", "config.py".
-                traceback_name = os.path.relpath(source, os.path.join(repo_root, "shared")) \
-                    if "/shared/" in source else os.path.basename(source)
-                compile_module(source, local, traceback_name, mpy_cross, os.path.relpath(source, repo_root))
+                compile_module(source, local, target, mpy_cross, os.path.relpath(source, repo_root))
             else:
                 shutil.copyfile(source, local)
             files.append({"path": target, "size": os.path.getsize(local), "sha256": sha256_file(local)})
@@ -135,7 +145,7 @@ def load_manifest(board, out_root=None):
         with open(path) as f:
             manifest = json.load(f)
     except FileNotFoundError:
-        raise UserError("%s not found: run 'make build BOARD=%s' first" % (path, board))
+        raise NoBuild("%s not found" % path, board)
     except ValueError as exc:
-        raise UserError("%s is not valid JSON (%s): run 'make build BOARD=%s' again" % (path, exc, board))
+        raise NoBuild("%s is not valid JSON (%s)" % (path, exc), board)
     return out_dir, manifest

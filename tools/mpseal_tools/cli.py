@@ -13,17 +13,48 @@ UserError with what to do; `main` alone prints `mpseal: ...` and exits.
 import argparse
 import sys
 
-from mpseal_host.commands import packets, receiver, sms
-from mpseal_host.errors import UserError
+from mpseal_host import registry
+from mpseal_host.commands import keys, packets, receiver, sms
+from mpseal_host.errors import MpsealError
+from mpseal_host.storage import NoSuchDevice, StorageUnavailable
+from mpseal_tools import build, provision
+from mpseal_tools.board import catalog, flash
 from mpseal_tools.commands import board, deploy
 
 COMMANDS = (
     packets,  # keygen, seal, unseal, inspect
     receiver,  # receive, devices, stats, command
+    keys,  # rotate-key
     sms,  # sms-ingest, sms-numbers
     deploy,  # build, deploy, webrepl, vboard
-    board,  # flash, provision, monitor, rotate-key
+    board,  # flash, provision, monitor
 )
+
+# What to do, for library errors that reach the handler: the only place that
+# knows the flags and make variables. First match (isinstance) wins; fields
+# of the error fill the {placeholders}.
+HINTS = (
+    (StorageUnavailable, "check the database path given with --db"),
+    (NoSuchDevice, "see 'mpseal devices list', or provision it first (mpseal provision NAME)"),
+    (registry.RotationPending, "wait until it has sent a reading ('mpseal devices list' shows the epoch), then "
+                               "rotate again"),
+    (build.NoBuild, "run 'make build BOARD={board}' (mpseal build --board {board}) first"),
+    (flash.FirmwareNotFound, "check the path given with --firmware (make: FIRMWARE=)"),
+    (flash.ToolMissing, "run 'make venv' to install it"),
+    (catalog.PortNotFound, "plug the board in with a data cable, or name the port with --port (make: PORT=/dev/ttyUSB0)"),
+    (catalog.SeveralPorts, "choose one with --port (make: PORT=...)"),
+    (provision.AlreadyProvisioned, "run again with --force (make: FORCE=1) to replace its key"),
+    (provision.KeyNotStored, "run the same command again with --force"),
+)
+
+
+def describe(exc):
+    """`what went wrong — what to do` for an error from any layer."""
+    message = str(exc) or exc.__class__.__name__
+    for kind, hint in HINTS:
+        if isinstance(exc, kind):
+            return "%s — %s" % (message, hint.format(**vars(exc)))
+    return message
 
 
 def build_parser():
@@ -42,8 +73,8 @@ def main(argv=None):
         return 2
     try:
         return args.func(args) or 0
-    except UserError as exc:
-        print("mpseal: %s" % exc, file=sys.stderr)
+    except MpsealError as exc:  # UserError from the command layer, typed errors from libraries
+        print("mpseal: %s" % describe(exc), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -1,5 +1,7 @@
 """`mpseal provision NAME`: a fresh key for a device, registered in the
 receiver's database and written to the board's /config.json, in one step.
+The host half (key, registration, epochs) is mpseal_host.registry; this
+module is the board half and the order of the two.
 
 Order (so a failure never leaves host and board disagreeing silently):
 1. read the local secrets file (Wi-Fi, receiver address); refuse if missing;
@@ -17,8 +19,9 @@ import sys
 
 import yaml
 
-from mpseal.keys import MASTER_KEY_SIZE
-from mpseal_host.errors import UserError
+from mpseal_host import registry
+from mpseal_host.errors import MpsealError
+from mpseal_tools.board.connection import BoardError
 
 CONFIG_PATH = "/config.json"
 SEQ_PATH = "/seq.dat"  # the firmware's sequence reservation, "R R\n" (firmware/seqstore.py)
@@ -44,6 +47,22 @@ webrepl:
 """
 
 
+class ProvisionError(MpsealError):
+    pass
+
+
+class SecretsFileError(ProvisionError):
+    """The local secrets file is missing, unreadable or incomplete."""
+
+
+class AlreadyProvisioned(ProvisionError):
+    """The device exists; replacing its key needs the caller's explicit consent (force)."""
+
+
+class KeyNotStored(ProvisionError):
+    """The board has the new key, the database does not."""
+
+
 def create_secrets_template(path):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -54,8 +73,8 @@ def load_secrets(path, err=None):
     """The parsed secrets file; creates the template (0600) and refuses when missing."""
     if not os.path.exists(path):
         create_secrets_template(path)
-        raise UserError("no secrets file at %s: created one from a template (mode 0600, ignored by git); fill in "
-                        "wifi.ssid, wifi.password and receiver.host, then run this again" % path)
+        raise SecretsFileError("no secrets file at %s: created one from a template (mode 0600, ignored by git); fill "
+                               "in wifi.ssid, wifi.password and receiver.host, then run this again" % path)
     mode = stat.S_IMODE(os.stat(path).st_mode)
     if mode & 0o077:
         print("mpseal: warning: %s is readable by other users (mode %o): run 'chmod 600 %s'" % (path, mode, path),
@@ -64,19 +83,25 @@ def load_secrets(path, err=None):
         with open(path, encoding="utf-8") as f:
             secrets = yaml.safe_load(f) or {}
     except yaml.YAMLError as exc:
-        raise UserError("%s is not valid YAML: %s" % (path, exc))
+        raise SecretsFileError("%s is not valid YAML: %s" % (path, exc))
+    except UnicodeDecodeError as exc:
+        raise SecretsFileError("%s is not UTF-8 text (%s)" % (path, exc.reason))
+    except IsADirectoryError:
+        raise SecretsFileError("%s is a folder, not the secrets file" % path)
+    except OSError as exc:
+        raise SecretsFileError("cannot read %s: %s" % (path, exc.strerror or exc))
     if not isinstance(secrets, dict):
-        raise UserError("%s must hold a mapping with wifi: and receiver: sections" % path)
+        raise SecretsFileError("%s must hold a mapping with wifi: and receiver: sections" % path)
     wifi = secrets.get("wifi") or {}
     receiver = secrets.get("receiver") or {}
     missing = [name for name, value in (("wifi.ssid", wifi.get("ssid")), ("receiver.host", receiver.get("host")))
                if not value]
     if missing:
-        raise UserError("%s: fill in %s (the file is still the template), then run this again"
+        raise SecretsFileError("%s: fill in %s (the file is still the template), then run this again"
                         % (path, " and ".join(missing)))
     extra = secrets.get("config") or {}
     if not isinstance(extra, dict) or any(key in extra for key in PROTECTED_KEYS):
-        raise UserError("%s: 'config:' must be a mapping and may not set %s" % (path, ", ".join(PROTECTED_KEYS)))
+        raise SecretsFileError("%s: 'config:' must be a mapping and may not set %s" % (path, ", ".join(PROTECTED_KEYS)))
     return secrets
 
 
@@ -115,7 +140,7 @@ def continue_sequence(board, device):
     floor = device.last_seq + 1
     try:
         current = parse_seq_reservation(board.get_file(SEQ_PATH))
-    except UserError:  # no /seq.dat: a freshly flashed board would start at 1
+    except BoardError:  # no /seq.dat: a freshly flashed board would start at 1
         current = None
     if current is None or current < floor:
         board.put_file(SEQ_PATH, b"%d %d\n" % (floor, floor))
@@ -148,36 +173,29 @@ def provision(name, storage, secrets, connect, force=False, transports=None, key
 
     existing = storage.get_device(name)
     if existing is not None and not force:
-        raise UserError("device %r already exists (id %d, key epoch %d): provisioning again replaces its key, and the "
-                        "board must then get the new config; run again with --force (make: FORCE=1) to do that"
-                        % (name, existing.id, existing.epoch))
-    key = key or os.urandom(MASTER_KEY_SIZE)
-    if len(key) != MASTER_KEY_SIZE:
-        raise UserError("a device key must be %d bytes" % MASTER_KEY_SIZE)
+        raise AlreadyProvisioned("device %r already exists (id %d, key epoch %d): provisioning again replaces its key, "
+                                 "and the board must then get the new config" % (name, existing.id, existing.epoch))
+    key = registry.check_key(key) if key is not None else registry.generate_key()
     with connect() as board:
         if existing is None:
-            try:
-                device = storage.add_device(name, key=key, epoch=0)
-            except StorageError as exc:
-                raise UserError("cannot register %r: %s" % (name, exc))
+            device = registry.register(storage, name, key)
             try:
                 write_to_board(board, board_config(device.id, name, key, 0, secrets, transports))
             except BaseException:
                 storage.remove_device(name)  # nothing was stored under it yet
                 raise
         else:
-            epoch = (existing.epoch + 1) % 256  # a new epoch: packets under the old key stand out in the logs
+            epoch = registry.replacement_epoch(existing)
             write_to_board(board, board_config(existing.id, name, key, epoch, secrets, transports), existing)
             try:
-                storage.set_key(name, epoch, key)
+                registry.replace_key(storage, name, key)
             except StorageError as exc:
-                raise UserError("the board has its new key but the database could not store it (%s): run the same "
-                                "command again with --force" % exc)
+                raise KeyNotStored("the board has its new key but the database could not store it (%s)" % exc)
     return storage.get_device(name), key
 
 
 def cli(args):
-    from mpseal_host.storage import Storage
+    from mpseal_host.commands.options import open_db
 
     secrets = load_secrets(args.secrets)
     transports = None
@@ -186,7 +204,7 @@ def cli(args):
 
         board = get_board(args.board)
         transports = [t for t in DEFAULT_TRANSPORTS if t in board.transports]
-    storage = Storage(args.db)
+    storage = open_db(args)
     try:
         device, key = provision(args.name, storage, secrets,
                                 lambda: open_target(args.port, args.host, secrets, args.board),

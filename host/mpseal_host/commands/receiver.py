@@ -4,41 +4,23 @@ import json
 import logging
 
 from mpseal import control
+from mpseal_host.commands.options import add_db_option, address_option, open_db
 from mpseal_host.errors import UserError
-from mpseal_host.storage import Storage, StorageError
-
-DEFAULT_DB = "./mpseal.sqlite"
 DEFAULT_UDP = "127.0.0.1:4740"
 DEFAULT_HTTP = "127.0.0.1:8740"
 
 
-def open_storage(args):
-    try:
-        return Storage(args.db)
-    except StorageError as exc:
-        raise UserError("%s (check --db)" % exc)
-
-
-def _address(text, what):
-    from mpseal_host.receiver import parse_address
-
-    if text.lower() == "off":
-        return None
-    try:
-        return parse_address(text, what)
-    except ValueError as exc:
-        raise UserError(str(exc))
 
 
 def cmd_receive(args):
     from mpseal_host.receiver import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    udp = _address(args.udp, "--udp")
-    http = _address(args.http, "--http")
+    udp = address_option(args.udp, "--udp", listen=True)
+    http = address_option(args.http, "--http", listen=True)
     if not udp and not http and not args.modem:
         raise UserError("both --udp and --http are off: nothing to receive on")
-    storage = open_storage(args)
+    storage = open_db(args)
     from mpseal_host.modem_receiver import start_from_args  # --modem (docs/sms.md)
 
     modem = start_from_args(args, storage.path)
@@ -72,11 +54,9 @@ def _parse_key(text):
 
 def cmd_devices_add(args):
     key = _parse_key(args.key) if args.key else None
-    storage = open_storage(args)
+    storage = open_db(args)
     try:
         device = storage.add_device(args.name, key=key, epoch=args.epoch, device_id=args.id)
-    except StorageError as exc:
-        raise UserError(str(exc))
     finally:
         storage.close()
     print("added device %s: id %d, epoch %d" % (device.name, device.id, device.epoch))
@@ -88,7 +68,7 @@ def cmd_devices_add(args):
 
 
 def cmd_devices_list(args):
-    storage = open_storage(args)
+    storage = open_db(args)
     devices = storage.list_devices()
     storage.close()
     if args.json:
@@ -114,18 +94,16 @@ def _time(t):
 
 
 def cmd_devices_remove(args):
-    storage = open_storage(args)
+    storage = open_db(args)
     try:
         storage.remove_device(args.name)
-    except StorageError as exc:
-        raise UserError(str(exc))
     finally:
         storage.close()
     print("removed device %s and its readings" % args.name)
 
 
 def cmd_stats(args):
-    storage = open_storage(args)
+    storage = open_db(args)
     stats = storage.stats()
     storage.close()
     if args.json:
@@ -153,23 +131,17 @@ def cmd_command(args):
             raise UserError(str(exc))
     if args.action != "set-interval" and args.seconds is not None:
         raise UserError("%s takes no argument" % args.action)
-    storage = open_storage(args)
+    storage = open_db(args)
     try:
         command_id = storage.queue_command(args.device, command)
-    except StorageError as exc:
-        raise UserError(str(exc))
     finally:
         storage.close()
     print("queued %s for %s (command %d): it goes out with the next ack to the device" % (args.action, args.device, command_id))
 
 
-def _db_option(parser):
-    parser.add_argument("--db", default=DEFAULT_DB, help="SQLite database (default %s)" % DEFAULT_DB)
-
-
 def register(subparsers):
     p = subparsers.add_parser("receive", help="receive sealed packets over UDP and HTTP; serve the API and web page")
-    _db_option(p)
+    add_db_option(p)
     p.add_argument("--udp", default=DEFAULT_UDP, help="HOST:PORT or 'off' (default %s)" % DEFAULT_UDP)
     p.add_argument("--http", default=DEFAULT_HTTP, help="HOST:PORT or 'off' (default %s)" % DEFAULT_HTTP)
     from mpseal_host.modem_receiver import add_modem_arguments
@@ -181,28 +153,28 @@ def register(subparsers):
     devices = p.add_subparsers(dest="devices_command", metavar="ACTION")
     p.set_defaults(func=lambda args, parser=p: parser.print_help() or 2)
     a = devices.add_parser("add", help="register a device (a key is generated and printed once unless --key)")
-    _db_option(a)
+    add_db_option(a)
     a.add_argument("name")
     a.add_argument("--key", help="master key, 64 hex digits (default: generate)")
     a.add_argument("--epoch", type=int, default=0, help="key epoch (default 0)")
     a.add_argument("--id", type=int, help="device id (default: the next free one)")
     a.set_defaults(func=cmd_devices_add)
     a = devices.add_parser("list", help="list devices with last seen and counters")
-    _db_option(a)
+    add_db_option(a)
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_devices_list)
     a = devices.add_parser("remove", help="delete a device, its keys and readings")
-    _db_option(a)
+    add_db_option(a)
     a.add_argument("name")
     a.set_defaults(func=cmd_devices_remove)
 
     p = subparsers.add_parser("stats", help="packets stored, duplicates and rejections by reason")
-    _db_option(p)
+    add_db_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
 
     p = subparsers.add_parser("command", help="queue a downlink command; it rides on the device's next ack")
-    _db_option(p)
+    add_db_option(p)
     p.add_argument("device")
     p.add_argument("action", choices=("read-now", "set-interval", "reboot"))
     p.add_argument("seconds", nargs="?", type=int, help="for set-interval")

@@ -9,9 +9,9 @@ import time
 from mpseal_host.errors import UserError
 from mpseal_host.pipeline import DUPLICATE, STORED
 from mpseal_host.sms_ingest import SmsIngest, normalize_number, summary, taken, text_from_packet
-from mpseal_host.storage import Storage, StorageError
+from mpseal_host.commands.options import add_db_option, open_db
+from mpseal_host.storage import DEFAULT_DB, StorageError
 
-DEFAULT_DB = "./mpseal.sqlite"
 EXIT_REFUSED = 1  # the SMS was refused (and counted): gammu logs "Process failed"
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: the database could not take it; the SMS file stays in gammu's inbox
 INJECT_TIMEOUT_S = 30
@@ -59,7 +59,7 @@ def inject_reply(config, number, packet):
 def cmd_sms_ingest(args):
     sender, text = gammu_message(os.environ)
     try:
-        storage = Storage(args.db)
+        storage = open_db(args)
     except StorageError as exc:
         _log(args.log, "mpseal sms-ingest: %s" % exc)
         return EXIT_TEMPFAIL
@@ -82,10 +82,7 @@ def cmd_sms_ingest(args):
 
 
 def cmd_sms_numbers(args):
-    try:
-        storage = Storage(args.db)
-    except StorageError as exc:
-        raise UserError("%s (check --db)" % exc)
+    storage = open_db(args)
     try:
         device = storage.get_device(args.device)
         if device is None:
@@ -97,8 +94,6 @@ def cmd_sms_numbers(args):
                 raise UserError("give numbers in international form like +4915112345678, not %s" % ", ".join(bad))
             storage.set_allowed_numbers(args.device, numbers)
             device = storage.get_device(args.device)
-    except StorageError as exc:
-        raise UserError(str(exc))
     finally:
         storage.close()
     numbers = list(device.allowed_numbers)
@@ -113,7 +108,7 @@ def register(subparsers):
         "sms-ingest",
         help="store the SMS gammu-smsd just received (RunOnReceive hook; reads SMS_MESSAGES, SMS_1_NUMBER, SMS_1_TEXT)",
     )
-    p.add_argument("--db", default=DEFAULT_DB, help="SQLite database (give an absolute path: gammu-smsd's working folder is not yours)")
+    p.add_argument("--db", default=DEFAULT_DB, help="receiver database (give an absolute path: gammu-smsd's working folder is not yours)")
     p.add_argument("--reply-config", metavar="SMSDRC", help="gammu-smsd config file: send the sealed ack back by SMS through gammu-smsd-inject")
     p.add_argument("--log", metavar="FILE", help="append one line per SMS here (gammu-smsd closes stdout and stderr)")
     # gammu-smsd appends the ids of the received messages (inbox file names);
@@ -122,7 +117,7 @@ def register(subparsers):
     p.set_defaults(func=cmd_sms_ingest)
 
     p = subparsers.add_parser("sms-numbers", help="show or set the phone numbers a device may send SMS from")
-    p.add_argument("--db", default=DEFAULT_DB, help="SQLite database (default %s)" % DEFAULT_DB)
+    add_db_option(p)
     p.add_argument("device", help="device name")
     p.add_argument("numbers", nargs="*", help="international numbers like +4915112345678 (none: show)")
     p.add_argument("--any", action="store_true", help="accept SMS from any number (only the packet's seal counts)")

@@ -4,6 +4,10 @@ translate their drivers' errors into these."""
 from dataclasses import dataclass, field
 
 from mpseal.payload import FORMAT_JSON, FORMAT_RAW, FORMAT_VALUES
+from mpseal_host.errors import MpsealError
+
+__all__ = ["FORMAT_NAMES", "KEY_CURRENT", "KEY_PENDING", "MAX_DEVICE_NAME", "NO_DEVICE", "Device", "DeviceExists",
+           "NoSuchDevice", "StorageError", "StorageUnavailable"]
 
 NO_DEVICE = -1  # rejections that name no registered device (unparsable, unknown id)
 FORMAT_NAMES = {FORMAT_RAW: "raw", FORMAT_JSON: "json", FORMAT_VALUES: "values"}
@@ -12,8 +16,12 @@ KEY_PENDING = "pending"
 MAX_DEVICE_NAME = 64
 
 
-class StorageError(Exception):
+class StorageError(MpsealError):
     """A registry operation the caller asked for cannot be done (the message says why)."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be opened or used at all (path, permissions, not a database, locked)."""
 
 
 class NoSuchDevice(StorageError):

@@ -24,6 +24,7 @@ from mpseal_host.storage.model import (
     DeviceExists,
     NoSuchDevice,
     StorageError,
+    StorageUnavailable,
 )
 
 SCHEMA_VERSION = 1
@@ -138,7 +139,7 @@ class SQLiteStorage:
             self.db.executescript(SCHEMA)
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except (OSError, sqlite3.DatabaseError) as exc:
-            raise StorageError("cannot open database %s: %s" % (self.path, exc))
+            raise StorageUnavailable("cannot open database %s: %s" % (self.path, exc))
         # Bumped on every registry write through this object, so a cached view
         # in the same process (which PRAGMA data_version does not cover) reloads.
         self.generation = 0

@@ -1,8 +1,8 @@
 """boards.yaml: load, validate, and find the serial port a board is on.
 
     from mpseal_tools.board.catalog import load_boards, get_board, find_port
-    board = get_board("wemos")          # Board, or UserError naming the choices
-    port = find_port(board)             # "/dev/ttyUSB0", or UserError (none / several)
+    board = get_board("wemos")          # Board, or UnknownBoard naming the choices
+    port = find_port(board)             # "/dev/ttyUSB0", or PortNotFound / SeveralPorts
 
 Every error names the file, the board and the key, so a typo in boards.yaml
 is fixed in one look. See docs/boards.md for the format.
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from mpseal_host.errors import UserError
+from mpseal_host.errors import MpsealError
 
 from mpseal_tools.paths import BOARDS_FILE as DEFAULT_BOARDS_FILE
 BOARDS_FILE_ENV = "MPSEAL_BOARDS_FILE"  # lets a user keep a private board list
@@ -74,8 +74,20 @@ class Board:
         return FLASH_SIZES[self.flash_size]
 
 
-class BoardFileError(UserError):
+class BoardFileError(MpsealError):
+    """boards.yaml (or the file named by MPSEAL_BOARDS_FILE) is wrong; the message names file, board and key."""
+
+
+class UnknownBoard(BoardFileError):
     pass
+
+
+class PortNotFound(MpsealError):
+    """No serial port looks like the board."""
+
+
+class SeveralPorts(MpsealError):
+    """More than one serial port could be the board."""
 
 
 class _Checker:
@@ -218,7 +230,7 @@ def load_boards(path=None):
 def get_board(name, path=None):
     boards = load_boards(path)
     if name not in boards:
-        raise UserError("unknown board %r: choose one of %s (defined in %s)"
+        raise UnknownBoard("unknown board %r: choose one of %s (defined in %s)"
                         % (name, ", ".join(sorted(boards)), boards_file_path(path)))
     return boards[name]
 
@@ -245,8 +257,7 @@ def find_port(board=None, ports=None):
         return matches[0].device
     if not matches:
         seen = ", ".join(p.device for p in ports) or "none"
-        raise UserError("no serial port looks like %s (USB IDs %s; ports seen: %s): plug it in with a data "
-                        "cable, or name the port with --port (make: PORT=/dev/ttyUSB0)"
-                        % (what, ", ".join(sorted(format_usb_id(i) for i in wanted)), seen))
+        raise PortNotFound("no serial port looks like %s (USB IDs %s; ports seen: %s)"
+                           % (what, ", ".join(sorted(format_usb_id(i) for i in wanted)), seen))
     listed = ", ".join("%s (%s)" % (p.device, p.description or format_usb_id((p.vid, p.pid))) for p in matches)
-    raise UserError("several serial ports could be %s: %s; choose one with --port (make: PORT=...)" % (what, listed))
+    raise SeveralPorts("several serial ports could be %s: %s" % (what, listed))

@@ -15,7 +15,7 @@ import ast
 import errno
 import os
 
-from mpseal_host.errors import UserError
+from mpseal_host.errors import MpsealError
 
 # -- code that runs on the board (MicroPython); one place, shared by every transport --
 # Line by line and in batches: after an interrupted main.py the heap may be nearly full.
@@ -71,8 +71,8 @@ SOFT_REBOOT = b"soft reboot"
 CONNECT_TIMEOUT_S = 10
 
 
-class BoardError(UserError):
-    """A board operation failed; the message says what to do."""
+class BoardError(MpsealError):
+    """A board operation failed; the message says what is wrong."""
 
 
 class Entry(tuple):

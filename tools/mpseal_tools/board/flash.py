@@ -17,7 +17,7 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from mpseal_host.errors import UserError
+from mpseal_host.errors import MpsealError
 from mpseal_tools.board.catalog import FLASH_SIZES, find_port
 from mpseal_tools.board.monitor import wait_for_repl
 
@@ -43,6 +43,18 @@ ESPTOOL_ERRORS = (
 )
 
 
+class FlashError(MpsealError):
+    """Flashing MicroPython onto a board failed; the message says why."""
+
+
+class FirmwareNotFound(FlashError):
+    pass
+
+
+class ToolMissing(FlashError):
+    """A program the step needs (esptool) cannot be started."""
+
+
 def cache_dir():
     if os.environ.get(CACHE_ENV):
         return os.environ[CACHE_ENV]
@@ -64,11 +76,11 @@ def check_image_file(path):
         with open(path, "rb") as f:
             first = f.read(1)
     except FileNotFoundError:
-        raise UserError("firmware image %s does not exist: check the path given with --firmware (make: FIRMWARE=)" % path)
+        raise FirmwareNotFound("firmware image %s does not exist" % path)
     except IsADirectoryError:
-        raise UserError("firmware image %s is a folder, not a .bin file" % path)
+        raise FlashError("firmware image %s is a folder, not a .bin file" % path)
     if not first or first[0] != ESP_IMAGE_MAGIC:
-        raise UserError("%s is not an ESP8266 firmware image (it does not start with byte 0x%02X): download the .bin "
+        raise FlashError("%s is not an ESP8266 firmware image (it does not start with byte 0x%02X): download the .bin "
                         "from micropython.org/download/ESP8266_GENERIC" % (path, ESP_IMAGE_MAGIC))
     return path
 
@@ -86,7 +98,7 @@ def download(url, dest, progress=None):
                     progress("downloading %s: %d KiB%s" % (os.path.basename(dest), done // 1024,
                                                            " of %d KiB" % (total // 1024) if total else ""))
     except (urllib.error.URLError, OSError) as exc:
-        raise UserError("cannot download %s (%s): check the network, or download it yourself and pass "
+        raise FlashError("cannot download %s (%s): check the network, or download it yourself and pass "
                         "--firmware PATH (make: FIRMWARE=PATH)" % (url, getattr(exc, "reason", exc)))
 
 
@@ -102,7 +114,7 @@ def resolve_image(board, firmware=None, cache=None, progress=None):
     image = board.firmware
     path = cached_image_path(board, cache)
     if not image.pinned:
-        raise UserError("boards.yaml pins no sha256 for %s (it says UNPINNED), so mpseal will not download it "
+        raise FlashError("boards.yaml pins no sha256 for %s (it says UNPINNED), so mpseal will not download it "
                         "unchecked: download %s yourself, compare its sha256 with micropython.org, and pass "
                         "--firmware PATH (make: FIRMWARE=PATH), or write the sha256 into boards.yaml"
                         % (image.file, image.url))
@@ -117,7 +129,7 @@ def resolve_image(board, firmware=None, cache=None, progress=None):
         download(image.url, partial, progress)
         actual = sha256_of(partial)
         if actual != image.sha256:
-            raise UserError("checksum mismatch for %s: boards.yaml pins sha256 %s but the download has %s; "
+            raise FlashError("checksum mismatch for %s: boards.yaml pins sha256 %s but the download has %s; "
                             "nothing was flashed (the download is damaged or boards.yaml is wrong)"
                             % (image.url, image.sha256, actual))
         check_image_file(partial)
@@ -158,7 +170,7 @@ def run_esptool(step, argv, port, out):
     try:
         child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except OSError as exc:
-        raise UserError("cannot start esptool (%s): run 'make venv' to install it" % exc)
+        raise ToolMissing("cannot start esptool (%s)" % exc)
     captured = bytearray()
     try:
         for chunk in iter(lambda: os.read(child.stdout.fileno(), 4096), b""):
@@ -170,7 +182,7 @@ def run_esptool(step, argv, port, out):
         child.stdout.close()
     text = captured.decode("utf-8", "replace")
     if returncode != 0:
-        raise UserError(explain_esptool_failure(text, port, step, returncode))
+        raise FlashError(explain_esptool_failure(text, port, step, returncode))
     return text
 
 
@@ -181,7 +193,7 @@ def check_flash_size(board, port, flash_id_output):
         return  # unknown chip id: esptool itself will warn; the write still uses --flash-size=detect
     detected = FLASH_SIZES[match.group(1)]
     if detected < board.firmware.min_flash_bytes:
-        raise UserError("the board on %s has %s of flash, too little for %s (board %s expects %s): pick the board "
+        raise FlashError("the board on %s has %s of flash, too little for %s (board %s expects %s): pick the board "
                         "type that matches, e.g. --board esp01 for 1 MB modules; nothing was erased"
                         % (port, match.group(1), board.firmware.file, board.name, board.flash_size))
 
@@ -199,7 +211,7 @@ def dry_run(board, port=None, firmware=None, cache=None, connect_attempts=None, 
     if not port:
         try:
             port = find_port(board)
-        except UserError as exc:
+        except MpsealError as exc:
             notes.append("# port: %s" % exc)
             port = "PORT"
     if firmware:

@@ -5,7 +5,7 @@ import time
 
 import serial
 
-from mpseal_host.errors import UserError
+from mpseal_tools.board.connection import BoardError
 
 REPL_PROMPT = b">>> "
 INTERRUPT = b"\r\x03"  # Enter, then Ctrl-C: stops a running main.py and asks for a fresh prompt
@@ -20,7 +20,7 @@ def open_serial(port, baud):
     except serial.SerialException as exc:
         hint = "add yourself to the 'dialout' group and log in again" if "ermission" in str(exc) else \
             "check the cable and the port name (mpseal monitor lists nothing if the board is unplugged)"
-        raise UserError("cannot open serial port %s: %s; %s" % (port, exc, hint))
+        raise BoardError("cannot open serial port %s: %s; %s" % (port, exc, hint))
 
 
 def wait_for_repl(port, baud, timeout=REPL_WAIT_S, progress=None):
@@ -38,11 +38,11 @@ def wait_for_repl(port, baud, timeout=REPL_WAIT_S, progress=None):
                     if REPL_PROMPT in seen:
                         return bytes(seen)
             except serial.SerialException as exc:
-                raise UserError("serial port %s failed while waiting for the REPL: %s" % (port, exc))
+                raise BoardError("serial port %s failed while waiting for the REPL: %s" % (port, exc))
             if progress:
                 progress("waiting for the MicroPython prompt on %s..." % port)
     tail = bytes(seen[-80:]).decode("utf-8", "replace").strip()
-    raise UserError("no MicroPython prompt on %s within %.0f s (%s): press the board's reset button and watch "
+    raise BoardError("no MicroPython prompt on %s within %.0f s (%s): press the board's reset button and watch "
                     "'mpseal monitor', or flash again" % (port, timeout, "it said: %r" % tail if tail else "it said nothing"))
 
 
@@ -62,4 +62,4 @@ def monitor(port, baud, out=None, err=None):
             print("\nmpseal: monitor closed", file=err)
             return 0
         except (serial.SerialException, OSError) as exc:
-            raise UserError("lost serial port %s (%s): was the board unplugged?" % (port, exc))
+            raise BoardError("lost serial port %s (%s): was the board unplugged?" % (port, exc))

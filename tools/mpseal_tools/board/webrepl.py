@@ -17,6 +17,7 @@ import socket
 import struct
 import time
 
+from mpseal_host.addresses import parse_host_port
 from mpseal_tools.board.connection import CONNECT_TIMEOUT_S, BoardConnection, BoardError, board_error_from_exec
 
 REQUEST_FORMAT = "<2sBBQLH64s"
@@ -53,11 +54,10 @@ def response(code):
 
 
 def split_host(text):
-    host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
     try:
-        return host, int(port) if port else DEFAULT_PORT
-    except ValueError:
-        raise BoardError("%r is not HOST or HOST:PORT" % text)
+        return parse_host_port(text, DEFAULT_PORT)
+    except ValueError as exc:
+        raise BoardError(str(exc))
 
 
 class WebReplConnection(BoardConnection):

@@ -1,9 +1,11 @@
-"""flash, monitor, provision, rotate-key: thin CLI shells over library calls.
+"""flash, monitor, provision: thin CLI shells over library calls (rotate-key, which
+never touches a board, is a host command: mpseal_host/commands/keys.py).
 
 Library modules are imported inside each command so that `mpseal --help`
 works even while one of them (or a part it needs) is broken or missing.
 """
-DEFAULT_DB = "mpseal.sqlite"
+from mpseal_host.commands.options import add_db_option
+
 DEFAULT_SECRETS = "secrets.yaml"
 
 
@@ -33,12 +35,6 @@ def cmd_provision(args):
     return provision.cli(args)
 
 
-def cmd_rotate_key(args):
-    from mpseal_tools import rotate
-
-    return rotate.cli(args)
-
-
 def register(subparsers):
     p = subparsers.add_parser("flash", help="erase a board and write MicroPython onto it (esptool)")
     p.add_argument("--board", default="wemos", help="board name from boards.yaml (default wemos)")
@@ -63,12 +59,7 @@ def register(subparsers):
     p.add_argument("--board", default=None, help="board name from boards.yaml (port detection, transports)")
     p.add_argument("--force", action="store_true", help="replace the key of a device that already exists")
     p.add_argument("--show-key", action="store_true", help="print the new key (it is never printed otherwise)")
-    p.add_argument("--db", default=DEFAULT_DB, help="receiver database (default ./%s)" % DEFAULT_DB)
+    add_db_option(p)
     p.add_argument("--secrets", default=DEFAULT_SECRETS, help="local secrets file (default ./%s)" % DEFAULT_SECRETS)
     p.set_defaults(func=cmd_provision)
 
-    p = subparsers.add_parser("rotate-key", help="send a device a new key inside a command sealed with its current one")
-    p.add_argument("name", help="device name")
-    p.add_argument("--db", default=DEFAULT_DB, help="receiver database (default ./%s)" % DEFAULT_DB)
-    p.add_argument("--show-key", action="store_true", help="print the new key")
-    p.set_defaults(func=cmd_rotate_key)

