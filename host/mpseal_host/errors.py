@@ -4,11 +4,11 @@
   BoardError, BuildError, ...). Its message says what is wrong, in words a
   user can act on, and never how to invoke a command: libraries do not know
   which command called them.
-- UserError: raised by the command layer (host/mpseal_host/commands/,
-  tools/mpseal_tools/commands/) with the full "what went wrong — what to do"
-  sentence, flags and `make` variables included.
+- UserError: raised by the command layer (the commands/ folders) with the
+  full "what went wrong — what to do" sentence, flags and `make` variables
+  included.
 
-The CLI's one handler (mpseal_tools.cli.main) prints `mpseal: <message>` for
+The command table's one handler prints `mpseal: <message>` for
 both, adding a hint for library errors that reach it unconverted, and exits
 non-zero; nothing a user can cause ends in a traceback.
 """

@@ -1,5 +1,5 @@
 """AT-command client for a GSM modem on a serial port (pyserial): a USB stick,
-a SIM800 on a USB-serial adapter, or mpseal_tools.sim.modem's pseudo-terminal.
+a SIM800 on a USB-serial adapter, or the simulated modem's pseudo-terminal (tools' sim/modem.py).
 
 TS 27.007/27.005, text mode or PDU mode. PDUs are decoded with smspdudecoder
 (SMS-DELIVER) and encoded with gsmmodem.pdu (SMS-SUBMIT): no hand-written
