@@ -3,6 +3,7 @@ invocation for every board; images are checked; esptool failures become our
 one-line errors (against pseudo-terminals: no board can be plugged in here)."""
 import dataclasses
 import hashlib
+import json
 import http.server
 import os
 import select
@@ -58,7 +59,7 @@ def test_dry_run_prints_the_documented_invocation(name, image):
     assert write[-2:] == ["0x0", image]  # the image goes at address 0
 
 
-def test_dry_run_without_firmware_names_the_cached_download_and_the_unpinned_refusal(tmp_path):
+def test_dry_run_without_firmware_names_the_cached_download_and_how_it_is_checked(tmp_path):
     env_cache = str(tmp_path / "cache")
     result = subprocess.run([os.path.join(BIN, "mpseal"), "flash", "--board", "esp01", "--port", "/dev/ttyUSB0",
                              "--dry-run"], capture_output=True, env=dict(os.environ, MPSEAL_CACHE_DIR=env_cache))
@@ -67,7 +68,8 @@ def test_dry_run_without_firmware_names_the_cached_download_and_the_unpinned_ref
     write = commands_of(result.stdout)[-1]
     assert write[-1] == os.path.join(env_cache, "ESP8266_GENERIC-FLASH_1M-20251209-v1.27.0.bin")
     if not BOARDS["esp01"].firmware.pinned:
-        assert "UNPINNED" in out and "FIRMWARE=" in out
+        assert "trust on first use" in out and "pins.json" in out
+    assert not os.path.exists(env_cache) or os.listdir(env_cache) == []  # a dry run downloads nothing
 
 
 def test_dry_run_does_nothing_to_the_port(image):
@@ -90,28 +92,21 @@ def test_missing_and_bogus_images_are_refused(tmp_path):
     assert bogus.returncode == 1 and b"is not an ESP8266 firmware image" in bogus.stderr
 
 
-def test_unpinned_image_is_not_downloaded(tmp_path):
-    board = dataclasses.replace(BOARDS["wemos"], firmware=dataclasses.replace(BOARDS["wemos"].firmware, sha256="UNPINNED"))
-    with pytest.raises(FlashError) as info:
-        resolve_image(board, cache=str(tmp_path))
-    assert "pins no sha256" in str(info.value) and "FIRMWARE=" in str(info.value)
-    assert os.listdir(tmp_path) == []
-
-
 class ImageServer:
     """A local web server standing in for micropython.org (loopback only)."""
 
     def __init__(self, body):
         self.requests = 0
+        self.body = body
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 server.requests += 1
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(server.body)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(server.body)
 
             def log_message(self, *args):
                 pass
@@ -149,6 +144,23 @@ def test_download_is_checked_and_cached_once(server, tmp_path):
         f.write(b"\x00")
     assert open(resolve_image(board, cache=str(tmp_path)), "rb").read() == FAKE_IMAGE
     assert server.requests == 2
+
+
+def test_unpinned_image_is_trusted_on_first_use_then_enforced(server, tmp_path):
+    board = server.board("UNPINNED")
+    progress = []
+    path = resolve_image(board, cache=str(tmp_path), progress=progress.append)
+    digest = hashlib.sha256(FAKE_IMAGE).hexdigest()
+    assert open(path, "rb").read() == FAKE_IMAGE
+    assert any("trusting" in line and digest in line for line in progress)  # said, with the value to compare
+    pins = json.load(open(tmp_path / "pins.json"))
+    assert pins == {board.firmware.file: digest}
+    os.unlink(path)  # the cache is gone, the pin stays: the next download must be the same bytes
+    server.body = FAKE_IMAGE[:-1] + b"\x01"
+    with pytest.raises(FlashError) as info:
+        resolve_image(board, cache=str(tmp_path))
+    assert "checksum mismatch" in str(info.value) and "pins.json" in str(info.value)
+    assert sorted(os.listdir(tmp_path)) == ["pins.json"]  # the changed image is not kept
 
 
 def test_checksum_mismatch_aborts_and_keeps_nothing(server, tmp_path):

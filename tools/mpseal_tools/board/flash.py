@@ -8,6 +8,7 @@ process (`python -m esptool`): its progress output passes straight through and
 its exit code plus last words decide which of our errors the user sees.
 """
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -25,6 +26,7 @@ CACHE_ENV = "MPSEAL_CACHE_DIR"
 ESP_IMAGE_MAGIC = 0xE9  # first byte of every ESP8266 boot image
 DOWNLOAD_CHUNK = 64 * 1024
 DOWNLOAD_TIMEOUT_S = 60
+PINS_FILE = "pins.json"  # beside the cached images
 FLASH_ADDRESS = "0x0"
 
 # esptool's last words -> what we tell the user. First match wins.
@@ -48,6 +50,14 @@ class FlashError(MpsealError):
 
 
 class FirmwareNotFound(FlashError):
+    pass
+
+
+class ChecksumMismatch(FlashError):
+    """A downloaded image differs from its pinned sha256."""
+
+
+class DownloadFailed(FlashError):
     pass
 
 
@@ -98,41 +108,82 @@ def download(url, dest, progress=None):
                     progress("downloading %s: %d KiB%s" % (os.path.basename(dest), done // 1024,
                                                            " of %d KiB" % (total // 1024) if total else ""))
     except (urllib.error.URLError, OSError) as exc:
-        raise FlashError("cannot download %s (%s): check the network, or download it yourself and pass "
-                        "--firmware PATH (make: FIRMWARE=PATH)" % (url, getattr(exc, "reason", exc)))
+        raise DownloadFailed("cannot download %s (%s)" % (url, getattr(exc, "reason", exc)))
 
 
 def cached_image_path(board, cache=None):
     return os.path.join(cache or cache_dir(), board.firmware.file)
 
 
+def pins_path(cache=None):
+    """The local pin file: image file name -> sha256 recorded on first download."""
+    return os.path.join(cache or cache_dir(), PINS_FILE)
+
+
+def load_pins(cache=None):
+    try:
+        with open(pins_path(cache)) as f:
+            pins = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise FlashError("the pin file %s is unreadable (%s): fix or delete it (every image is then trusted "
+                         "again on its next download)" % (pins_path(cache), exc))
+    return pins if isinstance(pins, dict) else {}
+
+
+def record_pin(name, sha256, cache=None):
+    pins = load_pins(cache)
+    pins[name] = sha256
+    path = pins_path(cache)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    partial = path + ".part"
+    with open(partial, "w") as f:
+        json.dump(pins, f, indent=1, sort_keys=True)
+    os.replace(partial, path)
+
+
+def expected_sha256(image, cache=None):
+    """(sha256, where it is pinned) or (None, None): boards.yaml first, then
+    what this machine recorded when it first downloaded the image."""
+    if image.pinned:
+        return image.sha256, "boards.yaml"
+    recorded = load_pins(cache).get(image.file)
+    return (recorded, pins_path(cache)) if recorded else (None, None)
+
+
 def resolve_image(board, firmware=None, cache=None, progress=None):
     """The image to flash: the user's file, or the board's image from the
-    cache, downloaded once and always checked against its pinned sha256."""
+    cache, downloaded once. Its sha256 is checked against boards.yaml's pin,
+    or against the one this machine recorded at its first download (trust on
+    first use, like ssh host keys: the first download is trusted and said
+    so; any later different bytes are refused)."""
     if firmware:
         return check_image_file(firmware)
     image = board.firmware
     path = cached_image_path(board, cache)
-    if not image.pinned:
-        raise FlashError("boards.yaml pins no sha256 for %s (it says UNPINNED), so mpseal will not download it "
-                        "unchecked: download %s yourself, compare its sha256 with micropython.org, and pass "
-                        "--firmware PATH (make: FIRMWARE=PATH), or write the sha256 into boards.yaml"
-                        % (image.file, image.url))
+    wanted, pinned_in = expected_sha256(image, cache)
     if os.path.exists(path):
-        if sha256_of(path) == image.sha256:
+        if wanted and sha256_of(path) == wanted:
             return path
-        os.unlink(path)  # a damaged cache entry: fetch a fresh copy rather than flash it
+        os.unlink(path)  # a damaged or unpinned cache entry: fetch a fresh copy rather than flash it
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd, partial = tempfile.mkstemp(prefix=image.file + ".", suffix=".part", dir=os.path.dirname(path))
     os.close(fd)
     try:
         download(image.url, partial, progress)
         actual = sha256_of(partial)
-        if actual != image.sha256:
-            raise FlashError("checksum mismatch for %s: boards.yaml pins sha256 %s but the download has %s; "
-                            "nothing was flashed (the download is damaged or boards.yaml is wrong)"
-                            % (image.url, image.sha256, actual))
+        if wanted and actual != wanted:
+            raise ChecksumMismatch("checksum mismatch for %s: %s pins sha256 %s but the download has %s; nothing "
+                                   "was flashed (the download is damaged, or the image changed on the server)"
+                                   % (image.url, pinned_in, wanted, actual))
         check_image_file(partial)
+        if not wanted:
+            record_pin(image.file, actual, cache)
+            if progress:
+                progress("trusting %s on first use: sha256 %s, recorded in %s (compare it with the one "
+                         "micropython.org publishes; later downloads must match it)"
+                         % (image.file, actual, pins_path(cache)))
         os.replace(partial, path)
     finally:
         if os.path.exists(partial):
@@ -218,12 +269,14 @@ def dry_run(board, port=None, firmware=None, cache=None, connect_attempts=None, 
         image = check_image_file(firmware)
     else:
         image = cached_image_path(board, cache)
-        if not board.firmware.pinned:
-            notes.append("# note: sha256 of %s is UNPINNED in boards.yaml: a real run refuses to download it; "
-                         "pass FIRMWARE=path to an image you checked" % board.firmware.file)
-        elif not os.path.exists(image):
-            notes.append("# would download %s into %s and check sha256 %s"
-                         % (board.firmware.url, image, board.firmware.sha256))
+        wanted, pinned_in = expected_sha256(board.firmware, cache)
+        if not os.path.exists(image):
+            if wanted:
+                notes.append("# would download %s into %s and check sha256 %s (pinned in %s)"
+                             % (board.firmware.url, image, wanted, pinned_in))
+            else:
+                notes.append("# would download %s into %s and record its sha256 in %s (trust on first use: "
+                             "boards.yaml pins none)" % (board.firmware.url, image, pins_path(cache)))
     for line in describe(board, port, image) + notes:
         print(line, file=out)
     for _, argv in esptool_commands(board, port, image, connect_attempts):
