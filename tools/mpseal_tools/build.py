@@ -105,7 +105,7 @@ def sha256_file(path):
 def build(board, out_root=None, repo_root=REPO_ROOT, progress=None, simulator=False):
     """Builds into <out_root>/<board>/ atomically (a failed build leaves the
     previous one untouched) and returns the manifest dict."""
-    out_root = out_root or os.path.join(repo_root, "build")
+    out_root = out_root or (BUILD_DIR if repo_root == REPO_ROOT else os.path.join(repo_root, "build"))
     out_dir = os.path.join(out_root, board)
     items = board_files(repo_root, simulator)
     if not items:

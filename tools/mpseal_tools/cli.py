@@ -11,7 +11,10 @@ typed errors that say what is wrong; the command layer turns them into
 UserError with what to do; `main` alone prints `mpseal: ...` and exits.
 """
 import argparse
+import logging
 import sys
+
+import mpseal
 
 from mpseal_host import registry
 from mpseal_host.commands import keys, packets, receiver, sms
@@ -59,10 +62,21 @@ def describe(exc):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="mpseal", description="End-to-end sealed telemetry for ESP8266 MicroPython boards.")
+    parser.add_argument("--version", action="version", version="mpseal %s" % mpseal.__version__)
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    noise.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         module.register(subparsers)
     return parser
+
+
+def configure_logging(args):
+    """One place sets how much the long-running commands (receive) log."""
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger().setLevel(level)
 
 
 def main(argv=None):
@@ -71,6 +85,7 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    configure_logging(args)
     try:
         return args.func(args) or 0
     except MpsealError as exc:  # UserError from the command layer, typed errors from libraries

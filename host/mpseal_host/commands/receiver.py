@@ -1,7 +1,6 @@
 """receive, devices add|list|remove, stats, command: the operator's commands."""
 import asyncio
 import json
-import logging
 
 from mpseal import control
 from mpseal_host.commands.options import add_db_option, address_option, open_db
@@ -15,7 +14,6 @@ DEFAULT_HTTP = "127.0.0.1:8740"
 def cmd_receive(args):
     from mpseal_host.receiver import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     udp = address_option(args.udp, "--udp", listen=True)
     http = address_option(args.http, "--http", listen=True)
     if not udp and not http and not args.modem:
