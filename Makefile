@@ -21,12 +21,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the tests drive for real: Chromium (web page test) and
-# gammu-smsd with the dummy phone driver (SMS path). Installed only when missing.
+# Debian packages the tests drive for real: Chromium (web page test),
+# gammu-smsd with the dummy phone driver (SMS path), systemd-analyze (the
+# service unit). Installed only when missing.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v gammu-smsd >/dev/null 2>&1 || missing="$$missing gammu gammu-smsd"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \

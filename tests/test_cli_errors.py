@@ -24,7 +24,8 @@ CASES = [
     ("provision, db in a missing folder",
      ["provision", "x", "--db", "{p}/nonexistent/dir/x.sqlite", "--secrets", "{p}/secrets.yaml", "--port", "/dev/null"],
      "cannot open database", "--db"),
-    ("devices list, db in a missing folder", ["devices", "list", "--db", "{p}/nonexistent/x.sqlite"], "cannot open database", "--db"),
+    ("devices list, db in a missing folder", ["devices", "list", "--db", "{p}/nonexistent/x.sqlite"], "no receiver database", "--db"),
+    ("stats, typo in the db path", ["stats", "--db", "{p}/typo.sqlite"], "no receiver database", "--db"),
     ("devices list, db is a folder", ["devices", "list", "--db", "{p}/folder"], "cannot open database", "--db"),
     ("stats, db is not a database", ["stats", "--db", "{p}/junk.sqlite"], "not a database", "--db"),
     ("rotate-key, db is a folder", ["rotate-key", "x", "--db", "{p}/folder"], "cannot open database", "--db"),
@@ -58,5 +59,6 @@ def test_user_mistake_is_one_clear_line(place, args, what, hint):
 
 
 def test_typo_in_db_path_creates_no_database(place):
-    mpseal_cli("rotate-key", "x", "--db", str(place / "typo.sqlite"))
-    assert not (place / "typo.sqlite").exists()
+    for command in (["rotate-key", "x"], ["stats"], ["devices", "list"], ["command", "x", "reboot"]):
+        mpseal_cli(*command, "--db", str(place / "typo.sqlite"))
+        assert not (place / "typo.sqlite").exists(), command

@@ -53,14 +53,17 @@ def test_devices_cli_add_list_remove(db):
     assert again.returncode == 1 and again.stderr.decode().startswith("mpseal: device 'shed' exists already")
     bad = cli("devices", "add", "x", "--key", "zz", "--db", db, ok=False)
     assert bad.returncode == 1 and b"hexadecimal" in bad.stderr
-    cli("devices", "remove", "shed", "--db", db)
-    gone = cli("devices", "remove", "shed", "--db", db, ok=False)
+    unasked = cli("devices", "remove", "shed", "--db", db, ok=False)  # no terminal to ask on, no --yes
+    assert unasked.returncode == 1 and b"--yes" in unasked.stderr
+    assert "shed" in cli("devices", "list", "--db", db).stdout.decode()
+    assert b"its 0 readings" in cli("devices", "remove", "shed", "--yes", "--db", db).stdout
+    gone = cli("devices", "remove", "shed", "--yes", "--db", db, ok=False)
     assert gone.returncode == 1 and b"no device 'shed'" in gone.stderr
 
 
 def test_cli_says_what_is_wrong_with_the_database(tmp_path):
     missing = cli("devices", "list", "--db", str(tmp_path / "no" / "such.sqlite"), ok=False)
-    assert missing.returncode == 1 and missing.stderr.decode().startswith("mpseal: cannot open database")
+    assert missing.returncode == 1 and missing.stderr.decode().startswith("mpseal: no receiver database")
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"this is not sqlite" * 100)
     result = cli("stats", "--db", str(junk), ok=False)

@@ -17,7 +17,7 @@ import sys
 import mpseal
 
 from mpseal_host import registry
-from mpseal_host.commands import keys, packets, receiver, sms
+from mpseal_host.commands import keys, packets, receiver, service, sms
 from mpseal_host.errors import MpsealError
 from mpseal_host.storage import NoSuchDevice, StorageUnavailable
 from mpseal_tools import build, provision
@@ -28,6 +28,7 @@ COMMANDS = (
     packets,  # keygen, seal, unseal, inspect
     receiver,  # receive, devices, stats, command
     keys,  # rotate-key
+    service,  # install-service
     sms,  # sms-ingest, sms-numbers
     deploy,  # build, deploy, webrepl, vboard
     board,  # flash, provision, monitor

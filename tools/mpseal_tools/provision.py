@@ -204,7 +204,7 @@ def cli(args):
 
         board = get_board(args.board)
         transports = [t for t in DEFAULT_TRANSPORTS if t in board.transports]
-    storage = open_db(args)
+    storage = open_db(args, create=True)
     try:
         device, key = provision(args.name, storage, secrets,
                                 lambda: open_target(args.port, args.host, secrets, args.board),

@@ -6,7 +6,7 @@ from mpseal_host.commands.options import add_db_option, open_db
 def cmd_rotate_key(args):
     from mpseal_host import registry
 
-    storage = open_db(args, must_exist=True)
+    storage = open_db(args)
     try:
         epoch, key = registry.rotate(storage, args.name)
     finally:

@@ -1,22 +1,43 @@
 """Options every command that opens the receiver's database shares: one
-default path, one way to open it, one HOST:PORT parser."""
+way to find it (mpseal_host.settings), one way to open it, one HOST:PORT
+parser."""
 import os
+import sys
 
+from mpseal_host import settings
 from mpseal_host.addresses import parse_host_port
 from mpseal_host.errors import UserError
-from mpseal_host.storage import DEFAULT_DB, open_storage
+from mpseal_host.storage import open_storage
 
 
 def add_db_option(parser):
-    parser.add_argument("--db", default=DEFAULT_DB, help="receiver database (default ./%s)" % DEFAULT_DB)
+    parser.add_argument("--db", default=None, metavar="PATH",
+                        help="receiver database (default: $MPSEAL_DB, then the config file's db, then %s)"
+                        % os.path.join("~/.local/share/mpseal", settings.DB_FILE))
 
 
-def open_db(args, must_exist=False):
-    """The storage at --db. must_exist: for commands that only make sense on
-    the receiver's existing database (a typo must not create an empty one)."""
-    if must_exist and not os.path.exists(args.db):
-        raise UserError("no receiver database at %s: give --db PATH (the file 'mpseal receive' uses)" % args.db)
-    return open_storage(args.db)
+def _is_url(location):
+    return "://" in location
+
+
+def open_db(args, create=False):
+    """The storage the command should use. create=False (commands that read
+    or change what the receiver stored) refuses a database that does not
+    exist, so a typo never shows an empty one; create=True (receive,
+    devices add, provision) makes it, and says where."""
+    location, source = settings.database_location(getattr(args, "db", None))
+    args.db = location
+    if not _is_url(location) and not os.path.exists(location):
+        if not create:
+            raise UserError("no receiver database at %s (from %s): start 'mpseal receive' or provision a device "
+                            "first, or point --db / $MPSEAL_DB at the right file" % (location, source))
+        folder = os.path.dirname(os.path.abspath(location))
+        if source == "the data directory":
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+        storage = open_storage(location)
+        print("mpseal: created a new receiver database at %s (from %s)" % (location, source), file=sys.stderr)
+        return storage
+    return open_storage(location)
 
 
 def address_option(text, flag, default_port=None, listen=False):

@@ -12,13 +12,20 @@ DEFAULT_HTTP = "127.0.0.1:8740"
 
 
 def cmd_receive(args):
+    from mpseal_host import settings
     from mpseal_host.receiver import serve
+    from mpseal_host.retention import Pruner
 
-    udp = address_option(args.udp, "--udp", listen=True)
-    http = address_option(args.http, "--http", listen=True)
+    configured = settings.receive_settings()
+    udp = address_option(args.udp or configured.get("udp", DEFAULT_UDP), "--udp", listen=True)
+    http = address_option(args.http or configured.get("http", DEFAULT_HTTP), "--http", listen=True)
+    keep_days = args.keep_days if args.keep_days is not None else configured.get("keep_days")
+    if keep_days is not None and keep_days < 1:
+        raise UserError("--keep-days must be 1 or more (leave it out to keep every reading)")
     if not udp and not http and not args.modem:
         raise UserError("both --udp and --http are off: nothing to receive on")
-    storage = open_db(args)
+    storage = open_db(args, create=True)
+    pruner = Pruner(lambda: open_db(args), keep_days).start() if keep_days else None
     from mpseal_host.modem_receiver import start_from_args  # --modem (docs/sms.md)
 
     modem = start_from_args(args, storage.path)
@@ -41,6 +48,8 @@ def cmd_receive(args):
     finally:
         if modem:
             modem.stop()
+        if pruner:
+            pruner.stop()
     print("mpseal receive: stopped", flush=True)
 
 
@@ -52,7 +61,7 @@ def _parse_key(text):
 
 def cmd_devices_add(args):
     key = _parse_key(args.key) if args.key else None
-    storage = open_db(args)
+    storage = open_db(args, create=True)
     try:
         device = storage.add_device(args.name, key=key, epoch=args.epoch, device_id=args.id)
     finally:
@@ -91,13 +100,46 @@ def _time(t):
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
+def confirm(question, yes):
+    """True when the user agreed: --yes, or 'y' typed at a terminal. Without a
+    terminal and without --yes nothing destructive happens."""
+    import sys
+
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UserError("%s — refused without a terminal to ask on: add --yes" % question)
+    answer = input("%s [y/N] " % question)
+    return answer.strip().lower() in ("y", "yes")
+
+
 def cmd_devices_remove(args):
     storage = open_db(args)
     try:
+        count = storage.count_readings(args.name)
+        if not confirm("delete device %s, its keys and its %d stored readings?" % (args.name, count), args.yes):
+            print("nothing deleted")
+            return 1
         storage.remove_device(args.name)
     finally:
         storage.close()
-    print("removed device %s and its readings" % args.name)
+    print("removed device %s and its %d readings" % (args.name, count))
+
+
+def cmd_prune(args):
+    from mpseal_host.retention import prune
+
+    if args.keep_days < 1:
+        raise UserError("--keep-days must be 1 or more")
+    storage = open_db(args)
+    try:
+        if not confirm("delete every reading older than %d days?" % args.keep_days, args.yes):
+            print("nothing deleted")
+            return 1
+        deleted = prune(storage, args.keep_days)
+    finally:
+        storage.close()
+    print("deleted %d readings older than %d days" % (deleted, args.keep_days))
 
 
 def cmd_stats(args):
@@ -140,8 +182,10 @@ def cmd_command(args):
 def register(subparsers):
     p = subparsers.add_parser("receive", help="receive sealed packets over UDP and HTTP; serve the API and web page")
     add_db_option(p)
-    p.add_argument("--udp", default=DEFAULT_UDP, help="HOST:PORT or 'off' (default %s)" % DEFAULT_UDP)
-    p.add_argument("--http", default=DEFAULT_HTTP, help="HOST:PORT or 'off' (default %s)" % DEFAULT_HTTP)
+    p.add_argument("--udp", help="HOST:PORT or 'off' (default: the config file's, else %s)" % DEFAULT_UDP)
+    p.add_argument("--http", help="HOST:PORT or 'off' (default: the config file's, else %s)" % DEFAULT_HTTP)
+    p.add_argument("--keep-days", type=int, metavar="N",
+                   help="delete readings older than N days (hourly); default: the config file's, else keep all")
     from mpseal_host.modem_receiver import add_modem_arguments
 
     add_modem_arguments(p)  # --modem, --baud, --pdu, --no-sms-acks
@@ -161,10 +205,17 @@ def register(subparsers):
     add_db_option(a)
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_devices_list)
-    a = devices.add_parser("remove", help="delete a device, its keys and readings")
+    a = devices.add_parser("remove", help="delete a device, its keys and readings (asks first)")
     add_db_option(a)
     a.add_argument("name")
+    a.add_argument("--yes", action="store_true", help="do not ask (scripts)")
     a.set_defaults(func=cmd_devices_remove)
+
+    p = subparsers.add_parser("prune", help="delete readings older than N days (asks first)")
+    add_db_option(p)
+    p.add_argument("--keep-days", type=int, required=True, metavar="N")
+    p.add_argument("--yes", action="store_true", help="do not ask (scripts)")
+    p.set_defaults(func=cmd_prune)
 
     p = subparsers.add_parser("stats", help="packets stored, duplicates and rejections by reason")
     add_db_option(p)

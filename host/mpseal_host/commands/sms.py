@@ -60,7 +60,7 @@ def cmd_sms_ingest(args):
     sender, text = gammu_message(os.environ)
     try:
         storage = open_db(args)
-    except StorageError as exc:
+    except (StorageError, UserError) as exc:  # gammu keeps the SMS and runs the hook again later
         _log(args.log, "mpseal sms-ingest: %s" % exc)
         return EXIT_TEMPFAIL
     try:

@@ -402,6 +402,17 @@ class SQLiteStorage:
         ).fetchall()
         return [_reading(*row) for row in reversed(rows)]
 
+    def delete_readings_before(self, when):
+        """Retention: deletes readings received before `when` (epoch seconds);
+        returns how many. Windows and counters stay: a deleted reading's
+        sequence number is still refused as a replay."""
+        with self.write():
+            return self.db.execute("DELETE FROM readings WHERE received_at < ?", (when,)).rowcount
+
+    def count_readings(self, name_or_id):
+        device_id = self._device_id(name_or_id)
+        return self.db.execute("SELECT COUNT(*) FROM readings WHERE device_id = ?", (device_id,)).fetchone()[0]
+
     def latest_readings(self):
         """{device name: its reading with the highest seq, or None}."""
         rows = self.db.execute(
