@@ -108,3 +108,14 @@ def test_systemd_accepts_the_unit(tmp_path):
     written = cli(tmp_path, "install-service", "--user", "--write")
     assert written.returncode == 0
     assert (tmp_path / "config" / "systemd" / "user" / "mpseal.service").exists()
+
+
+def test_provision_warns_when_boards_cannot_reach_the_receiver_host():
+    from mpseal_host.addresses import local_addresses
+    from mpseal_tools.provision import receiver_host_warning
+
+    assert "cannot reach this machine's loopback" in receiver_host_warning("127.0.0.1")
+    assert "not an address of this machine" in receiver_host_warning("203.0.113.77")  # TEST-NET-3: never anyone's
+    ours = [address for _, address in local_addresses() if not address.startswith("127.")]
+    if ours:  # a machine with a network interface (CI has one)
+        assert receiver_host_warning(ours[0]) is None

@@ -194,10 +194,29 @@ def provision(name, storage, secrets, connect, force=False, transports=None, key
     return storage.get_device(name), key
 
 
+def receiver_host_warning(host):
+    """Why boards may not reach `host`, or None. Loopback never works from a
+    board; an address that is not this machine's is fine only when the
+    receiver runs elsewhere, so that is a warning, not an error."""
+    from mpseal_host.addresses import is_local_address, local_addresses
+
+    mine = ", ".join("%s %s" % item for item in local_addresses() if not item[1].startswith("127.")) or "none found"
+    if host in ("localhost", "::1") or str(host).startswith("127."):
+        return ("receiver.host is %s: a board cannot reach this machine's loopback; use an address on the boards' "
+                "network (this machine: %s)" % (host, mine))
+    if not is_local_address(host):
+        return ("receiver.host %s is not an address of this machine (this machine: %s); fine if 'mpseal receive' "
+                "runs on that host, otherwise the boards' readings go nowhere" % (host, mine))
+    return None
+
+
 def cli(args):
     from mpseal_host.commands.options import open_db
 
     secrets = load_secrets(args.secrets)
+    warning = receiver_host_warning(secrets["receiver"]["host"])
+    if warning:
+        print("mpseal: warning: %s" % warning, file=sys.stderr)
     transports = None
     if args.board:
         from mpseal_tools.board.catalog import get_board
