@@ -8,7 +8,7 @@ BOARD  ?= wemos
 SECONDS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: all venv system-deps test test-fast lint bench demo build deploy webrepl-upload flash provision monitor vectors clean
+.PHONY: all venv npm-deps system-deps test test-fast lint bench demo build deploy webrepl-upload flash provision monitor vectors clean
 
 all: test
 
@@ -21,14 +21,32 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# uPlot (the page's chart library) from npm into the venv (.venv/node_modules,
+# git-ignored); the receiver serves it from there (mpseal_host/web.py). Never
+# copied into the repo. The page still works, without charts, when it is absent.
+UPLOT_VERSION := 1.6.32
+NPM_STAMP := $(VENV)/node_modules/uplot/.installed-$(UPLOT_VERSION)
+$(NPM_STAMP): | $(STAMP) system-deps
+	@echo "installing uplot@$(UPLOT_VERSION) from npm into $(VENV)/node_modules ..."
+	@npm install --prefix $(VENV) --no-save --no-audit --no-fund --loglevel=error uplot@$(UPLOT_VERSION) > $(VENV)/npm.log 2>&1 \
+	  || { tail -20 $(VENV)/npm.log; echo "mpseal: installing uplot from npm failed (log: $(VENV)/npm.log)"; exit 1; }
+	@touch $(NPM_STAMP)
+
+npm-deps: $(NPM_STAMP)
+
 # Debian packages the tests drive for real: Chromium (web page test),
 # gammu-smsd with the dummy phone driver (SMS path), systemd-analyze (the
-# service unit). Installed only when missing.
+# service unit), mosquitto (MQTT / Home Assistant publisher), prometheus for
+# its promtool (/metrics check), npm + nodejs (uPlot for the page).
+# Installed only when missing.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v gammu-smsd >/dev/null 2>&1 || missing="$$missing gammu gammu-smsd"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	test -x /usr/sbin/mosquitto || command -v mosquitto >/dev/null 2>&1 || missing="$$missing mosquitto"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -36,7 +54,7 @@ system-deps:
 	  else echo "mpseal: missing Debian packages:$$missing (run 'sudo apt-get install$$missing')"; exit 1; fi; \
 	fi
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps $(NPM_STAMP)
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)

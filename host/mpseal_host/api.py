@@ -1,12 +1,13 @@
-"""HTTP routes: packet ingest and the JSON API (docs/api.md)."""
-import json
-import math
-
+"""HTTP routes: packet ingest and the JSON API (docs/api.md). Every JSON
+body goes through integrations.jsonsafe: valid JSON whatever a device sent."""
 import logging
+import math
 
 from aiohttp import web as aioweb
 
 from mpseal.packet import MAX_PACKET_SIZE, MAX_SEQ
+from mpseal_host.integrations import jsonsafe, routes as integration_routes
+from mpseal_host.integrations.timerange import BadTime, with_measured_at
 from mpseal_host.pipeline import REJECTED
 from mpseal_host.rejections import BAD_CONTENT_TYPE, http_status
 from mpseal_host.storage import NO_DEVICE, NoSuchDevice
@@ -18,8 +19,12 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 10000
 
 
+def json_response(data, status=200):
+    return aioweb.Response(text=jsonsafe.dumps(data), status=status, content_type="application/json")
+
+
 def error(status, reason, **extra):
-    return aioweb.json_response(dict(error=reason, **extra), status=status)
+    return json_response(dict(error=reason, **extra), status=status)
 
 
 async def ingest(request):
@@ -37,18 +42,10 @@ async def ingest(request):
     return aioweb.Response(body=ack, content_type=PACKET_TYPE, headers={"X-Mpseal-Status": outcome.status})
 
 
-def _device_json(device, latest, rejected):
-    info = device.public()
-    info["latest"] = latest.get(device.name)
-    info["rejected_by_reason"] = rejected.get(device.name, {})
-    return info
-
-
 async def devices(request):
-    storage = request.app["receiver"].storage
-    latest = storage.latest_readings()
-    rejected = storage.rejection_counts()[1]
-    return aioweb.json_response({"devices": [_device_json(d, latest, rejected) for d in storage.list_devices()]})
+    # Public fields, latest reading, rejections, status from the device's own
+    # interval and health fields (integrations/fleet.py).
+    return json_response({"devices": request.app["receiver"].fleet.devices()})
 
 
 def _number(text, name, kind, low, high):
@@ -58,7 +55,7 @@ def _number(text, name, kind, low, high):
         value = None
     if value is None or not math.isfinite(value) or not low <= value <= high:
         raise aioweb.HTTPBadRequest(
-            text=json.dumps({"error": "bad_query", "detail": "%s must be a number from %s to %s" % (name, low, high)}),
+            text=jsonsafe.dumps({"error": "bad_query", "detail": "%s must be a number from %s to %s" % (name, low, high)}),
             content_type="application/json",
         )
     return value
@@ -71,24 +68,32 @@ async def readings(request):
     limit = _number(query.get("limit", DEFAULT_LIMIT), "limit", int, 1, MAX_LIMIT)
     name = request.match_info["name"]
     try:
-        rows = storage.readings(name, since=since, limit=limit)
+        start, end = integration_routes.time_bounds(query)
+    except BadTime as exc:
+        return error(400, "bad_query", detail=str(exc))
+    try:
+        if start is None and end is None:
+            rows = storage.readings(name, since=since, limit=limit)
+        else:  # a time range: the oldest `limit` in it, page on with since=
+            rows = storage.readings_between(name, start, end, after_seq=since or 0, limit=limit)
     except NoSuchDevice:
         return error(404, "unknown_device", device=name)
-    return aioweb.json_response({"device": name, "readings": rows})
+    return json_response({"device": name, "readings": [with_measured_at(r) for r in rows]})
 
 
 async def latest(request):
-    return aioweb.json_response({"latest": request.app["receiver"].storage.latest_readings()})
+    readings = request.app["receiver"].storage.latest_readings()
+    return json_response({"latest": {name: with_measured_at(r) for name, r in readings.items()}})
 
 
 async def stats(request):
-    return aioweb.json_response(request.app["receiver"].stats())
+    return json_response(request.app["receiver"].stats())
 
 
 async def healthz(request):
     receiver = request.app["receiver"]
     receiver.storage.db.execute("SELECT 1").fetchone()
-    return aioweb.json_response({"ok": True, "udp": list(receiver.udp_address or ()), "database": receiver.storage.path})
+    return json_response({"ok": True, "udp": list(receiver.udp_address or ()), "database": receiver.storage.path})
 
 
 def add_routes(app):
@@ -98,3 +103,7 @@ def add_routes(app):
     app.router.add_get("/api/readings/latest", latest)
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/healthz", healthz)
+    # integrations (docs/integrations.md)
+    app.router.add_get("/metrics", integration_routes.metrics_handler)
+    app.router.add_get("/api/dashboard", integration_routes.dashboard)
+    app.router.add_get("/api/devices/{name}/export", integration_routes.export_handler)

@@ -19,6 +19,7 @@ from aiohttp import web as aioweb
 
 from mpseal_host import api, web
 from mpseal_host.ingest import Ingestor
+from mpseal_host.integrations.fleet import Fleet
 
 log = logging.getLogger("mpseal.receiver")
 
@@ -31,9 +32,12 @@ SOCKET_BUFFER = 8 * 1024 * 1024  # rides out bursts while a batch commits
 
 
 class Receiver:
-    def __init__(self, storage, udp=None, http=None):
+    def __init__(self, storage, udp=None, http=None, mqtt=None):
         self.storage = storage
         self.ingestor = Ingestor(storage)
+        self.fleet = Fleet(storage)  # status per device from its own interval (page, /metrics, MQTT)
+        self.mqtt_settings = mqtt
+        self.mqtt = None  # integrations.mqtt.MqttPublisher with --mqtt
         self.udp_address = udp
         self.http_address = http
         self.udp_socket = None
@@ -45,6 +49,11 @@ class Receiver:
 
     async def start(self):
         loop = asyncio.get_running_loop()
+        if self.mqtt_settings is not None:
+            from mpseal_host.integrations.mqtt import MqttPublisher
+
+            self.mqtt = MqttPublisher(self.storage, self.fleet, self.mqtt_settings)
+            self.mqtt.start()
         if self.udp_address:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
@@ -69,6 +78,8 @@ class Receiver:
         if self.udp_socket is not None:
             asyncio.get_running_loop().remove_reader(self.udp_socket.fileno())
         self._flush()
+        if self.mqtt is not None:
+            await self.mqtt.stop()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.udp_socket is not None:
@@ -124,7 +135,8 @@ class Receiver:
         items.extend((packet, "http") for packet, _ in pending)
         if not items:
             return
-        results = self.ingestor.ingest(items)
+        now = time.time()
+        results = self.ingestor.ingest(items, now=now)
         self.counters["batches"] += 1
         for i, address in enumerate(addresses):
             ack = results[i][1]
@@ -133,6 +145,11 @@ class Receiver:
         for (_, future), result in zip(pending, results[len(addresses) :]):
             if not future.done():  # the client may have gone away
                 future.set_result(result)
+        if self.mqtt is not None:  # after the acks: publishing only queues, it never holds them up
+            try:
+                self.mqtt.notify(results, now)
+            except Exception:
+                log.exception("mqtt: could not queue the batch's state (the next sync republishes it)")
 
     def stats(self):
         stats = self.storage.stats()
@@ -140,9 +157,10 @@ class Receiver:
         return stats
 
 
-async def serve(storage, udp, http, ready=None):
-    """Runs until SIGTERM or SIGINT, then flushes and returns."""
-    receiver = Receiver(storage, udp, http)
+async def serve(storage, udp, http, ready=None, mqtt=None):
+    """Runs until SIGTERM or SIGINT, then flushes and returns. `mqtt`:
+    integrations.mqtt.MqttSettings to publish to a broker, or None."""
+    receiver = Receiver(storage, udp, http, mqtt)
     await receiver.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,6 +1,7 @@
 """receive, devices add|list|remove, stats, command: the operator's commands."""
 import asyncio
 import json
+import logging
 
 from mpseal import control
 from mpseal_host.commands.options import add_db_option, address_option, open_db
@@ -24,6 +25,7 @@ def cmd_receive(args):
         raise UserError("--keep-days must be 1 or more (leave it out to keep every reading)")
     if not udp and not http and not args.modem:
         raise UserError("both --udp and --http are off: nothing to receive on")
+    mqtt = _mqtt_settings(args)
     storage = open_db(args, create=True)
     pruner = Pruner(lambda: open_db(args), keep_days).start() if keep_days else None
     from mpseal_host.modem_receiver import start_from_args  # --modem (docs/sms.md)
@@ -38,11 +40,13 @@ def cmd_receive(args):
             parts.append("http://%s:%d/" % tuple(receiver.http_address))
         if modem:
             parts.append("modem %s" % args.modem)
+        if mqtt:
+            parts.append("mqtt %s%s:%d" % ("mqtts://" if mqtt.tls else "mqtt://", mqtt.host, mqtt.port))
         # One parseable line: tests and scripts wait for it.
         print("mpseal receive: listening on %s, database %s" % (", ".join(parts), storage.path), flush=True)
 
     try:
-        asyncio.run(serve(storage, udp, http, ready))
+        asyncio.run(serve(storage, udp, http, ready, mqtt=mqtt))
     except OSError as exc:
         raise UserError("cannot listen: %s (is another receiver running? pick other ports with --udp/--http)" % exc)
     finally:
@@ -51,6 +55,40 @@ def cmd_receive(args):
         if pruner:
             pruner.stop()
     print("mpseal receive: stopped", flush=True)
+
+
+def _mqtt_settings(args):
+    """MqttSettings from --mqtt and friends, or None without --mqtt."""
+    if not args.mqtt:
+        return None
+    from mpseal_host.integrations.mqtt import MqttConfigError, MqttSettings
+
+    try:
+        settings = MqttSettings.from_url(
+            args.mqtt, username=args.mqtt_username, password_file=args.mqtt_password_file,
+            ca_file=args.mqtt_ca_file, cert_file=args.mqtt_cert_file, key_file=args.mqtt_key_file,
+            prefix=args.mqtt_prefix, discovery_prefix=args.mqtt_discovery_prefix,
+        )
+        settings.tls_context()  # unreadable TLS files fail now, not in the background
+    except MqttConfigError as exc:
+        raise UserError(str(exc))
+    if not settings.tls:
+        logging.getLogger("mpseal.mqtt").warning(
+            "mqtt: %s:%d without TLS: readings cross the network to the broker in plaintext (use mqtts://)",
+            settings.host, settings.port)
+    return settings
+
+
+def add_mqtt_arguments(p):
+    g = p.add_argument_group("MQTT / Home Assistant (docs/integrations.md)")
+    g.add_argument("--mqtt", metavar="URL", help="publish state, availability and HA discovery to mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    g.add_argument("--mqtt-username", metavar="USER", help="broker username (or mqtt://USER@HOST)")
+    g.add_argument("--mqtt-password-file", metavar="FILE", help="file whose first line is the broker password (else $MPSEAL_MQTT_PASSWORD)")
+    g.add_argument("--mqtt-ca-file", metavar="PEM", help="CA certificate(s) to verify an mqtts:// broker (default: the system's)")
+    g.add_argument("--mqtt-cert-file", metavar="PEM", help="client certificate for mqtts://")
+    g.add_argument("--mqtt-key-file", metavar="PEM", help="client key for mqtts://")
+    g.add_argument("--mqtt-prefix", default="mpseal", help="topic prefix for state/availability (default mpseal)")
+    g.add_argument("--mqtt-discovery-prefix", default="homeassistant", help="Home Assistant discovery prefix (default homeassistant)")
 
 
 def _parse_key(text):
@@ -189,6 +227,7 @@ def register(subparsers):
     from mpseal_host.modem_receiver import add_modem_arguments
 
     add_modem_arguments(p)  # --modem, --baud, --pdu, --no-sms-acks
+    add_mqtt_arguments(p)
     p.set_defaults(func=cmd_receive)
 
     p = subparsers.add_parser("devices", help="the device registry: add, list, remove")

@@ -413,6 +413,52 @@ class SQLiteStorage:
         device_id = self._device_id(name_or_id)
         return self.db.execute("SELECT COUNT(*) FROM readings WHERE device_id = ?", (device_id,)).fetchone()[0]
 
+    def readings_between(self, name_or_id, start=None, end=None, after_seq=0, limit=1000, max_points=None):
+        """Readings that arrived in [start, end) (Unix seconds, None = open)
+        with a device seq above `after_seq`, oldest first, at most `limit`
+        (page on with after_seq = the last seq). With `max_points`, a range
+        holding more readings is thinned to every k-th seq (for charts), the
+        newest always kept. Arrival time is not indexed: this scans the
+        device's readings by seq (cheap per device; an index is a storage
+        decision)."""
+        device_id = self._device_id(name_or_id)
+        where = "device_id = ? AND seq > ? AND received_at >= ? AND received_at < ?"
+        params = [device_id, after_seq, -1e300 if start is None else start, 1e300 if end is None else end]
+        thin = ""
+        if max_points:
+            count, first, last = self.db.execute(
+                "SELECT COUNT(*), MIN(seq), MAX(seq) FROM readings WHERE " + where, params
+            ).fetchone()
+            if count > max_points:
+                stride = -(-count // max_points)
+                thin = " AND ((seq - ?) %% %d = 0 OR seq = ?)" % stride
+                params += [first, last]
+        rows = self.db.execute(
+            "SELECT seq, received_at, transport, format, payload FROM readings WHERE " + where + thin
+            + " ORDER BY seq LIMIT ?",
+            params + [limit],
+        ).fetchall()
+        return [_reading(*row) for row in rows]
+
+    def arrival_times(self, name_or_id, limit=20):
+        """[(seq, received_at)] of the device's newest `limit` readings, newest
+        first: what its reporting interval is estimated from."""
+        device_id = self._device_id(name_or_id)
+        return self.db.execute(
+            "SELECT seq, received_at FROM readings WHERE device_id = ? ORDER BY seq DESC LIMIT ?", (device_id, limit)
+        ).fetchall()
+
+    def last_sent_commands(self, opcode):
+        """{device id: argument bytes} of the newest command with `opcode`
+        that went out in an ack, per device (e.g. the set-interval a device
+        was last told)."""
+        rows = self.db.execute(
+            "SELECT device_id, argument FROM commands WHERE id IN (SELECT MAX(id) FROM commands"
+            " WHERE opcode = ? AND sent_at IS NOT NULL GROUP BY device_id)",
+            (opcode,),
+        ).fetchall()
+        return {device_id: bytes(argument) for device_id, argument in rows}
+
     def latest_readings(self):
         """{device name: its reading with the highest seq, or None}."""
         rows = self.db.execute(
