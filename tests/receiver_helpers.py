@@ -13,13 +13,14 @@ MPSEAL = os.path.join(BIN, "mpseal")
 
 
 class RunningReceiver:
-    def __init__(self, db):
+    def __init__(self, db, extra_args=(), env=None):
         self.db = str(db)
         self.proc = subprocess.Popen(
-            [MPSEAL, "receive", "--db", self.db, "--udp", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+            [MPSEAL, "receive", "--db", self.db, "--udp", "127.0.0.1:0", "--http", "127.0.0.1:0"] + list(extra_args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=None if env is None else dict(os.environ, **env),
         )
         line = self.proc.stdout.readline()  # "mpseal receive: listening on udp H:P, http://H:P/, database ..."
         if "listening on" not in line:
@@ -45,6 +46,14 @@ class RunningReceiver:
         request = urllib.request.Request(self.url + path, data=body, method="POST", headers={"Content-Type": content_type})
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read(), response.headers
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), exc.headers
+
+    def get_raw(self, path):
+        """Returns (status, body bytes, headers)."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as response:
                 return response.status, response.read(), response.headers
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read(), exc.headers

@@ -17,7 +17,7 @@ import sys
 import mpseal
 
 from mpseal_host import registry
-from mpseal_host.commands import keys, packets, receiver, service, sms
+from mpseal_host.commands import export, keys, packets, receiver, service, sms
 from mpseal_host.errors import MpsealError
 from mpseal_host.storage import NoSuchDevice, StorageUnavailable
 from mpseal_tools import build, provision
@@ -30,6 +30,7 @@ COMMANDS = (
     keys,  # rotate-key
     service,  # install-service
     sms,  # sms-ingest, sms-numbers
+    export,  # export (readings by time range, CSV / JSON Lines)
     deploy,  # build, deploy, webrepl, vboard
     board,  # flash, provision, monitor
 )

@@ -13,12 +13,13 @@ own so nothing else in the process leaks in.
 """
 
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from mpseal_host.integrations.channels import numeric_fields, unit
 from mpseal_host.integrations.fleet import OK, STATUSES
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format every Prometheus 2.x scrapes (the 1.0.0 one is newer).
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 class ReceiverCollector:
