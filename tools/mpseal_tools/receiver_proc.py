@@ -23,8 +23,9 @@ def free_port(kind=socket.SOCK_STREAM):
 
 
 class ReceiverProcess:
-    def __init__(self, workdir, udp_port=None, http_port=None):
+    def __init__(self, workdir, udp_port=None, http_port=None, extra_args=()):
         self.workdir = Path(workdir)
+        self.extra_args = list(extra_args)  # more `mpseal receive` options, e.g. ["--mqtt", URL]
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db = self.workdir / "mpseal.sqlite"
         self.udp_port = udp_port or free_port(socket.SOCK_DGRAM)
@@ -49,7 +50,7 @@ class ReceiverProcess:
     def start(self):
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(
-            MPSEAL + ["receive", "--db", str(self.db), "--udp", "127.0.0.1:%d" % self.udp_port, "--http", "127.0.0.1:%d" % self.http_port],
+            MPSEAL + ["receive", "--db", str(self.db), "--udp", "127.0.0.1:%d" % self.udp_port, "--http", "127.0.0.1:%d" % self.http_port] + self.extra_args,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
             start_new_session=True,  # Ctrl-C goes to the demo, which stops us after reading the API
@@ -80,6 +81,10 @@ class ReceiverProcess:
     def api(self, path):
         with urllib.request.urlopen(self.url.rstrip("/") + path, timeout=5) as response:
             return json.loads(response.read())
+
+    def api_text(self, path):
+        with urllib.request.urlopen(self.url.rstrip("/") + path, timeout=5) as response:
+            return response.read().decode()
 
     def device(self, name):
         for device in self.api("/api/devices")["devices"]:

@@ -13,7 +13,7 @@ truth: on every (re)connect, and whenever Home Assistant announces itself on
 device are published again from the database. A full queue drops its oldest
 message (counted) and a resync follows.
 
-Availability: every TICK_S the fleet status (fleet.py) is read; a device is
+Availability: every TICK_S while connected, the fleet status (fleet.py) is read; a device is
 `online` while it reports within its own interval (status ok or late). The
 same tick publishes readings that another process (sms-ingest) stored.
 """
@@ -293,6 +293,8 @@ class MqttPublisher:
     async def _tick(self):
         while True:
             await asyncio.sleep(self.tick_s)
+            if not self.connected:  # the full sync after the next connect covers the gap
+                continue
             try:
                 self.sync()
             except Exception:  # a storage hiccup must not end the publisher; the next tick retries
