@@ -1,11 +1,11 @@
 """export: one device's readings over a time range as CSV or JSON Lines."""
 import sys
 
+from mpseal_host.commands.options import add_db_option, open_db
 from mpseal_host.errors import UserError
 
 
 def cmd_export(args):
-    from mpseal_host.commands.receiver import open_storage
     from mpseal_host.integrations import export
     from mpseal_host.integrations.timerange import BadTime, parse_time
     from mpseal_host.storage import NoSuchDevice
@@ -17,7 +17,7 @@ def cmd_export(args):
         raise UserError("%s (e.g. --from 2026-12-01T08:00:00Z or --from 1795312247)" % exc)
     if start is not None and end is not None and end < start:
         raise UserError("--to is before --from")
-    storage = open_storage(args)
+    storage = open_db(args, must_exist=True)
     try:
         if storage.get_device(args.device) is None:
             raise UserError("no device %r (see 'mpseal devices list')" % args.device)
@@ -37,10 +37,8 @@ def cmd_export(args):
 
 
 def register(subparsers):
-    from mpseal_host.commands.receiver import DEFAULT_DB
-
     p = subparsers.add_parser("export", help="a device's readings over a time range as CSV or JSON Lines")
-    p.add_argument("--db", default=DEFAULT_DB, help="SQLite database (default %s)" % DEFAULT_DB)
+    add_db_option(p)
     p.add_argument("--device", required=True, help="device name")
     p.add_argument("--from", dest="start", metavar="TIME", help="ISO 8601 (no offset = UTC) or Unix seconds; arrival time, inclusive")
     p.add_argument("--to", dest="end", metavar="TIME", help="ISO 8601 or Unix seconds; exclusive (default: now)")

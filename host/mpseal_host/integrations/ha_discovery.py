@@ -17,25 +17,17 @@ discovery payload, state and availability (docs/integrations.md).
 """
 import json
 
+import mpseal
+
 from mpseal_host.integrations.channels import CHANNEL_META, MARKER_FIELDS, PLAIN_NAME, finite_or_none, numeric_fields
 from mpseal_host.integrations.timerange import iso
 
 ONLINE = "online"
 OFFLINE = "offline"
-ORIGIN = {"name": "mpseal", "url": "https://github.com/mpseal/mpseal"}
+ORIGIN = {"name": "mpseal"}
 QOS = 1
 
-
-def _version():
-    try:
-        from importlib.metadata import version
-
-        return version("mpseal")
-    except Exception:  # not installed as a distribution (a source checkout)
-        return None
-
-
-SW_VERSION = _version()
+SW_VERSION = mpseal.__version__  # the origin's software version in discovery
 
 
 class Topics:
@@ -103,9 +95,7 @@ def discovery_payload(device_id, name, fields, topics, synthetic=False):
         "val_tpl": "{{ value_json['received_at'] }}",
         "ent_cat": "diagnostic",
     }
-    origin = dict(ORIGIN)
-    if SW_VERSION:
-        origin["sw"] = SW_VERSION
+    origin = dict(ORIGIN, sw=SW_VERSION)
     device = {"ids": [node], "name": name, "mf": "mpseal", "mdl": "synthetic sensor" if synthetic else "mpseal board"}
     return {
         "dev": device,

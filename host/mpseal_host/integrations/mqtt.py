@@ -26,6 +26,7 @@ import urllib.parse
 
 import aiomqtt
 
+from mpseal_host.errors import MpsealError
 from mpseal_host.integrations import ha_discovery
 from mpseal_host.integrations.fleet import LATE, OK, is_synthetic
 from mpseal_host.integrations.ha_discovery import OFFLINE, ONLINE, QOS, Topics, announced_fields, encode
@@ -44,7 +45,7 @@ PASSWORD_ENV = "MPSEAL_MQTT_PASSWORD"
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
 
-class MqttConfigError(ValueError):
+class MqttConfigError(MpsealError, ValueError):
     """An --mqtt option that cannot work (the message says which and why)."""
 
 

@@ -18,13 +18,14 @@ Time ranges select by arrival (`received_at`), the one time every reading has.
 import datetime
 import math
 
+from mpseal_host.errors import MpsealError
 from mpseal_host.integrations.channels import is_number
 
 TIME_SOURCE_AGE = "age"
 TIME_SOURCE_ARRIVAL = "arrival"
 
 
-class BadTime(ValueError):
+class BadTime(MpsealError, ValueError):
     """A `from`/`to` that is neither ISO 8601 nor a Unix time."""
 
 
