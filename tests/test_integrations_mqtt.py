@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import statistics
+import subprocess
 import time
 
 import pytest
@@ -20,7 +21,7 @@ from conftest import wait_until
 from mpseal import payload
 from mpseal_tools.receiver_proc import ReceiverProcess
 from mpseal_tools.sim import unix_board
-from mqtt_helpers import Mosquitto, Subscriber, wait_for_topic
+from mqtt_helpers import Mosquitto, Subscriber, make_tls_files, wait_for_topic
 
 pytestmark = pytest.mark.slow
 DEVICE, DEVICE_ID = "dev", 5
@@ -248,3 +249,49 @@ def test_broker_outage_loses_no_last_value_and_delays_no_ack(mosquitto, tmp_path
         sock.close()
         if mosquitto.proc is None:
             mosquitto.start()
+
+
+def test_tls_broker_with_username_and_password_file(tmp_path):
+    """mqtts:// with the broker's CA, a username and a password from a file;
+    a wrong password is refused by the broker and changes nothing for ingest."""
+    folder = str(tmp_path)
+    tls = make_tls_files(folder)
+    passwd = os.path.join(folder, "passwd")
+    subprocess.run(["mosquitto_passwd", "-c", "-b", passwd, "mpseal", "s3cret pw"], check=True, timeout=30)
+    broker = Mosquitto(folder, "allow_anonymous false\npassword_file %s\ncafile %s\ncertfile %s\nkeyfile %s\n"
+                       % (passwd, tls["ca.pem"], tls["server.pem"], tls["server.key"])).start()
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.write_text("s3cret pw\n")
+    bad.write_text("wrong\n")
+    key = os.urandom(32)
+    receivers = []
+    subscriber = None
+    try:
+        for name, password_file in (("good", good), ("bad", bad)):
+            rx = ReceiverProcess(tmp_path / ("rx-" + name), extra_args=[
+                "--mqtt", "mqtts://mpseal@localhost:%d" % broker.port, "--mqtt-ca-file", tls["ca.pem"],
+                "--mqtt-password-file", str(password_file), "--mqtt-prefix", "mpseal-" + name])
+            rx.add_device(PROBE, key, PROBE_ID)
+            receivers.append(rx.start())
+        subscriber = Subscriber(broker.port, ca_file=tls["ca.pem"], username="mpseal", password="s3cret pw")
+        for seq, rx in enumerate(receivers, 1):
+            packet = mpseal.seal(key, PROBE_ID, seq, payload.encode_values({"temperature": 20 + seq}))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(5)
+                sock.sendto(packet, ("127.0.0.1", rx.udp_port))
+                assert sock.recvfrom(4096)[0]  # acked whatever the broker thinks of us
+        state = json.loads(wait_for_topic(subscriber, "mpseal-good/probe/state"))
+        assert state["values"] == {"temperature": 21.0}
+        wait_until(lambda: "mpseal_mqtt_connected 0.0" in receivers[1].api_text("/metrics"), what="bad login counted as disconnected")
+        assert subscriber.last("mpseal-bad/probe/state") is None
+        assert "mpseal_mqtt_connected 1.0" in receivers[0].api_text("/metrics")
+        for rx in receivers:
+            log = rx.log_path.read_text()
+            assert "s3cret" not in log and "wrong" not in log.replace("went wrong", "")
+        assert "mqtt: cannot reach" in receivers[1].log_path.read_text()
+    finally:
+        for rx in receivers:
+            rx.stop()
+        if subscriber is not None:
+            subscriber.close()
+        broker.stop()
