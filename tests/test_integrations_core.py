@@ -99,13 +99,16 @@ def stored(device_id, name, seq, value):
 def test_queue_keeps_the_newest_state_per_topic_and_announces_new_fields():
     pub = publisher()
     pub.notify([stored(1, "a", 1, {"temperature": 1.0}), stored(1, "a", 2, {"temperature": 2.0})], now=100.0)
+    pub._drain_dirty()
     pub.notify([stored(1, "a", 3, {"temperature": 3.0, "humidity": 50.0})], now=101.0)
+    pub._drain_dirty()
     topics = list(pub.pending)
     assert topics.count("mpseal/a/state") == 1 and json.loads(pub.pending["mpseal/a/state"][0])["seq"] == 3
     discovery = json.loads(pub.pending["homeassistant/device/mpseal_1/config"][0])
     assert set(discovery["cmps"]) == {"mpseal_1_temperature", "mpseal_1_humidity", "mpseal_1_last_seen"}
     assert pub.pending["mpseal/a/availability"][0] == b"online"
     pub.notify([stored(1, "a", 2, {"temperature": 9.0})], now=102.0)  # an older seq (late duplicate path)
+    pub._drain_dirty()
     assert json.loads(pub.pending["mpseal/a/state"][0])["seq"] == 3
 
 
@@ -114,6 +117,8 @@ def test_a_full_queue_drops_the_oldest_counts_it_and_asks_for_a_resync():
     pub.need_resync = False
     for i in range(1, 5):
         pub.notify([stored(i, "d%d" % i, 1, {"temperature": float(i)})], now=100.0)
+    assert not pub.pending  # notify only notes; the sending task builds the messages
+    pub._drain_dirty()
     assert len(pub.pending) == 5 and pub.counters["dropped"] > 0 and pub.need_resync
 
 

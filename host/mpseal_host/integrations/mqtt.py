@@ -2,9 +2,10 @@
 Home Assistant discovery (messages in ha_discovery.py) on a broker.
 
 Publishing never holds up ingest. The receiver calls `notify()` after each
-commit: it only puts the newest message per topic into a bounded, ordered
-queue (a newer state for a device replaces the one still waiting) and
-returns. A separate task sends the queue with QoS 1, each message taken off
+commit (after the acks): it only notes the newest stored reading per device
+and returns. The sending task turns those into messages in a bounded,
+ordered queue, newest per topic (a newer state for a device replaces the one
+still waiting). A separate task sends the queue with QoS 1, each message taken off
 the queue only once the broker acknowledged it. When the broker is away the
 task reconnects with exponential backoff (RECONNECT_MIN_S .. RECONNECT_MAX_S)
 while readings keep being stored and acked; the database stays the source of
@@ -117,6 +118,7 @@ class MqttPublisher:
         self.queue_limit = queue_limit
         self.tick_s = tick_s
         self.pending = collections.OrderedDict()  # topic -> (payload bytes, retain)
+        self.dirty = {}  # device id -> newest stored reading not yet queued (name, seq, transport, value, time)
         self.wake = asyncio.Event()
         self.need_resync = True
         self.connected = False
@@ -131,20 +133,28 @@ class MqttPublisher:
     # --- called by the receiver (sync, cheap) ------------------------------
 
     def notify(self, results, now):
-        """After a commit: queue the state of every device that stored a new
-        reading in this batch (the highest seq per device)."""
-        newest = {}
+        """After a commit: note the newest stored reading per device. O(1)
+        per reading; the messages are built by the sending task, once per
+        device however many readings arrived meanwhile."""
+        dirty = self.dirty
         for outcome, _ in results:
-            if outcome.status == "stored" and (outcome.device_id not in newest or outcome.seq > newest[outcome.device_id].seq):
-                newest[outcome.device_id] = outcome
-        for device_id, outcome in newest.items():
-            if outcome.seq <= self.seq.get(device_id, 0):
+            if outcome.status == "stored":
+                known = dirty.get(outcome.device_id)
+                if known is None or outcome.seq > known[1]:
+                    dirty[outcome.device_id] = (outcome.device, outcome.seq, outcome.transport, outcome.value, now)
+        if dirty:
+            self.wake.set()
+
+    def _drain_dirty(self):
+        """Turns the noted readings into queued state (and discovery) messages."""
+        dirty, self.dirty = self.dirty, {}
+        for device_id, (name, seq, transport, value, now) in dirty.items():
+            if seq <= self.seq.get(device_id, 0):
                 continue
-            reading = with_measured_at({"seq": outcome.seq, "received_at": now, "transport": outcome.transport,
-                                        "format": None, "value": outcome.value})
-            self._publish_reading(device_id, outcome.device, reading, synthetic=None)
+            reading = with_measured_at({"seq": seq, "received_at": now, "transport": transport, "format": None, "value": value})
+            self._publish_reading(device_id, name, reading, synthetic=None)
             if self.availability.get(device_id) != ONLINE:
-                self._put(self.topics.availability(outcome.device), ONLINE)
+                self._put(self.topics.availability(name), ONLINE)
                 self.availability[device_id] = ONLINE
 
     def stats(self):
@@ -182,6 +192,7 @@ class MqttPublisher:
         (after a connect, HA's birth message, a dropped message); otherwise only
         availability changes, readings stored by other processes, removed devices."""
         if full:
+            self.dirty.clear()  # the database has these (or newer)
             self.announced.clear()
             self.availability.clear()
             self.seq.clear()
@@ -275,6 +286,7 @@ class MqttPublisher:
             if self.need_resync:
                 self.need_resync = False
                 self.sync(full=True)
+            self._drain_dirty()
             while self.pending:
                 topic, (data, retain) = next(iter(self.pending.items()))
                 await client.publish(topic, data, qos=QOS, retain=retain, timeout=PUBLISH_TIMEOUT_S)

@@ -1,12 +1,13 @@
 """HTTP handlers of the integrations: `/metrics`, `/api/dashboard` (the page's
 one request) and `/api/devices/{name}/export`. Registered in api.py's route
 table, so they sit behind whatever the API listener puts in front of it."""
+import math
 import time
 
 from aiohttp import web as aioweb
 
 from mpseal_host.integrations import export, jsonsafe, metrics
-from mpseal_host.integrations.channels import MARKER_FIELDS, is_number, numeric_fields, unit
+from mpseal_host.integrations.channels import MARKER_FIELDS, unit
 from mpseal_host.integrations.timerange import BadTime, measured, parse_time
 from mpseal_host.storage import NoSuchDevice
 
@@ -42,30 +43,27 @@ async def metrics_handler(request):
 
 
 def series(readings):
-    """{"t": [measured_at...], "fields": {name: [number or None]}}, sorted by time."""
-    rows = sorted(((measured(r)[0], numeric_fields(r["value"])) for r in readings), key=lambda row: row[0])
-    names = {}
-    for _, values in rows:
+    """{"t": [measured_at...], "fields": {name: [number or None]}}, sorted by
+    time; non-finite and non-numeric values are gaps (None)."""
+    rows = sorted(((measured(r)[0], r["value"] if isinstance(r["value"], dict) else {}) for r in readings),
+                  key=lambda row: row[0])
+    fields = {}
+    for i, (_, values) in enumerate(rows):
         for name, v in values.items():
-            if name not in MARKER_FIELDS and is_number(v) and v == v and abs(v) != float("inf"):
-                names.setdefault(name, None)
-    fields = {name: [] for name in names}
-    for _, values in rows:
-        for name, column in fields.items():
-            v = values.get(name)
-            column.append(v if is_number(v) and v == v and abs(v) != float("inf") else None)
+            kind = type(v)  # not isinstance: a bool is not a number here
+            if (kind is int or (kind is float and math.isfinite(v))) and name not in MARKER_FIELDS:
+                column = fields.get(name)
+                if column is None:
+                    column = fields[name] = [None] * len(rows)
+                column[i] = v
     return {"t": [row[0] for row in rows], "fields": fields}
 
 
-async def dashboard(request):
+def dashboard_data(receiver, choice, uplot_url=None, now=None):
     """Everything the page shows in one response: devices with status and
     health, their series over the range, totals and rejections."""
-    receiver = request.app["receiver"]
     storage = receiver.storage
-    choice = request.query.get("range", DEFAULT_RANGE)
-    if choice not in RANGES_S:
-        return bad_query("range must be one of %s" % ", ".join(RANGES_S))
-    now = time.time()
+    now = time.time() if now is None else now
     start = now - RANGES_S[choice]
     devices = receiver.fleet.devices()
     units = {}
@@ -78,7 +76,7 @@ async def dashboard(request):
                     units[name] = unit(name)
         else:
             device["series"] = None
-    return json_response({
+    return {
         "now": now,
         "range": choice,
         "from": start,
@@ -86,8 +84,15 @@ async def dashboard(request):
         "stats": receiver.stats(),
         "units": units,
         "charted_devices": min(len(devices), MAX_CHARTED_DEVICES),
-        "uplot": request.app.get("uplot_url"),
-    })
+        "uplot": uplot_url,
+    }
+
+
+async def dashboard(request):
+    choice = request.query.get("range", DEFAULT_RANGE)
+    if choice not in RANGES_S:
+        return bad_query("range must be one of %s" % ", ".join(RANGES_S))
+    return json_response(dashboard_data(request.app["receiver"], choice, request.app.get("uplot_url")))
 
 
 async def export_handler(request):

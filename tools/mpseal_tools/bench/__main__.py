@@ -97,7 +97,7 @@ def protocol_section():
     return {"cpython": rates, "micropython": mp}
 
 
-SECTIONS = ("mpseal_tools.bench.receiver", "mpseal_tools.bench.firmware")
+SECTIONS = ("mpseal_tools.bench.receiver", "mpseal_tools.bench.firmware", "mpseal_tools.bench.integrations")
 
 
 def main():
