@@ -255,7 +255,7 @@ def test_sixty_devices_table_cards_and_hostile_values(tmp_path):
         assert await page.js(row % ("late-one", "status")) == "late"
         assert await page.js(row % ("silent-one", "status")) == "silent"
         assert await page.js(row % ("node-10", "status")) == "ok"
-        assert await page.js(row % ("node-10", "battery")) == "3.1 V"
+        assert await page.js(row % ("node-10", "battery")) == "3.1 V \u2192"  # steady over the hour
         assert await page.js(row % ("node-10", "interval")) == "3 min"
         assert await page.js("document.querySelector('#fleet-table tr[data-device=\"synthetic-one\"] [data-badge=\"synthetic\"]') !== null")
         # sortable: by battery, then reversed

@@ -239,6 +239,16 @@ function compare(a, b) {
   return order * view.sortDir || a.name.localeCompare(b.name);
 }
 
+// Battery over the shown range: last minus first reading, as an arrow.
+function batteryTrend(device) {
+  const column = device.series && device.series.fields ? new Map(Object.entries(device.series.fields)).get("battery") : null;
+  if (!Array.isArray(column)) return "";
+  const points = column.filter((v) => typeof v === "number");
+  if (points.length < 2) return "";
+  const change = points[points.length - 1] - points[0];
+  return Math.abs(change) < 0.01 ? " \u2192" : change > 0 ? " \u2197" : " \u2198";
+}
+
 function showTable(data) {
   const body = document.querySelector("#fleet-table tbody");
   const rows = data.devices.slice().sort(compare).map((d) => {
@@ -249,7 +259,8 @@ function showTable(data) {
     tr.appendChild(name);
     tr.appendChild(el("td", { "data-col": "status" }, d.status));
     tr.appendChild(el("td", { "data-col": "last_seen" }, ago(d.last_seen, data.now)));
-    tr.appendChild(el("td", { "data-col": "battery" }, typeof h.battery === "number" ? fmt(h.battery) + " V" : "\u2013"));
+    tr.appendChild(el("td", { "data-col": "battery", title: "trend over the shown range" },
+      typeof h.battery === "number" ? fmt(h.battery) + " V" + batteryTrend(d) : "\u2013"));
     tr.appendChild(el("td", { "data-col": "signal" }, typeof h.signal === "number" ? fmt(h.signal) + " dBm" : "\u2013"));
     tr.appendChild(el("td", { "data-col": "version" }, fmt(h.version)));
     tr.appendChild(el("td", { "data-col": "transport" }, d.last_transport || "\u2013"));
