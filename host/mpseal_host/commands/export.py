@@ -17,7 +17,7 @@ def cmd_export(args):
         raise UserError("%s (e.g. --from 2026-12-01T08:00:00Z or --from 1795312247)" % exc)
     if start is not None and end is not None and end < start:
         raise UserError("--to is before --from")
-    storage = open_db(args, must_exist=True)
+    storage = open_db(args)
     try:
         if storage.get_device(args.device) is None:
             raise UserError("no device %r (see 'mpseal devices list')" % args.device)
