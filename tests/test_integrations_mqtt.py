@@ -295,3 +295,28 @@ def test_tls_broker_with_username_and_password_file(tmp_path):
         if subscriber is not None:
             subscriber.close()
         broker.stop()
+
+
+def test_broker_from_the_config_file(mosquitto, tmp_path):
+    """[receive] mqtt = ... in mpseal.toml does what --mqtt does (flags win)."""
+    from mpseal_host.storage import Storage
+    from receiver_helpers import RunningReceiver
+
+    config = tmp_path / "mpseal.toml"
+    config.write_text('[receive]\nmqtt = "%s"\nmqtt_prefix = "fromfile"\n' % mosquitto.url)
+    db = tmp_path / "db.sqlite"
+    storage = Storage(str(db))
+    device = storage.add_device(PROBE)
+    storage.close()
+    subscriber = Subscriber(mosquitto.port)
+    receiver = RunningReceiver(db, env={"MPSEAL_CONFIG": str(config)})
+    try:
+        packet = mpseal.seal(device.master_key, device.id, 1, payload.encode_values({"humidity": 55.5}))
+        assert receiver.udp_exchange(packet) is not None
+        state = json.loads(wait_for_topic(subscriber, "fromfile/probe/state"))
+        assert state["values"] == {"humidity": 55.5} and state["seq"] == 1
+    finally:
+        code, out, err = receiver.stop()
+        subscriber.close()
+    assert code == 0, err
+    assert "without TLS" in err  # the plaintext warning

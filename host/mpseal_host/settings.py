@@ -11,6 +11,7 @@ Config file (TOML), the first that exists of:
     udp = "0.0.0.0:4740"
     http = "0.0.0.0:8740"
     keep_days = 90                           # readings older than this are deleted
+    mqtt = "mqtts://broker.lan"              # and mqtt_username, mqtt_password_file, ... (docs/integrations.md)
 
 Database, the first that is set of: --db, $MPSEAL_DB, `db` in the config
 file, the data directory ($XDG_DATA_HOME/mpseal/mpseal.sqlite, i.e.
@@ -32,6 +33,9 @@ DB_FILE = "mpseal.sqlite"
 # key -> type, for the file's top level and its [receive] table
 TOP_KEYS = {"db": str, "receive": dict}
 RECEIVE_KEYS = {"udp": str, "http": str, "keep_days": int}
+# `mpseal receive --mqtt ...` (docs/integrations.md); never a password itself
+RECEIVE_KEYS.update({key: str for key in ("mqtt", "mqtt_username", "mqtt_password_file", "mqtt_ca_file",
+                                          "mqtt_cert_file", "mqtt_key_file", "mqtt_prefix", "mqtt_discovery_prefix")})
 
 
 class ConfigError(MpsealError):

@@ -25,7 +25,7 @@ def cmd_receive(args):
         raise UserError("--keep-days must be 1 or more (leave it out to keep every reading)")
     if not udp and not http and not args.modem:
         raise UserError("both --udp and --http are off: nothing to receive on")
-    mqtt = _mqtt_settings(args)
+    mqtt = _mqtt_settings(args, configured)
     storage = open_db(args, create=True)
     pruner = Pruner(lambda: open_db(args), keep_days).start() if keep_days else None
     from mpseal_host.modem_receiver import start_from_args  # --modem (docs/sms.md)
@@ -57,17 +57,24 @@ def cmd_receive(args):
     print("mpseal receive: stopped", flush=True)
 
 
-def _mqtt_settings(args):
-    """MqttSettings from --mqtt and friends, or None without --mqtt."""
-    if not args.mqtt:
+MQTT_DEFAULTS = {"mqtt_prefix": "mpseal", "mqtt_discovery_prefix": "homeassistant"}
+
+
+def _mqtt_settings(args, configured):
+    """MqttSettings from --mqtt and friends (flags win over the config
+    file's [receive] mqtt* keys), or None without a broker."""
+    def option(name):
+        return getattr(args, name) or configured.get(name) or MQTT_DEFAULTS.get(name)
+
+    if not option("mqtt"):
         return None
     from mpseal_host.integrations.mqtt import MqttConfigError, MqttSettings
 
     try:
         settings = MqttSettings.from_url(
-            args.mqtt, username=args.mqtt_username, password_file=args.mqtt_password_file,
-            ca_file=args.mqtt_ca_file, cert_file=args.mqtt_cert_file, key_file=args.mqtt_key_file,
-            prefix=args.mqtt_prefix, discovery_prefix=args.mqtt_discovery_prefix,
+            option("mqtt"), username=option("mqtt_username"), password_file=option("mqtt_password_file"),
+            ca_file=option("mqtt_ca_file"), cert_file=option("mqtt_cert_file"), key_file=option("mqtt_key_file"),
+            prefix=option("mqtt_prefix"), discovery_prefix=option("mqtt_discovery_prefix"),
         )
         settings.tls_context()  # unreadable TLS files fail now, not in the background
     except MqttConfigError as exc:
@@ -87,8 +94,8 @@ def add_mqtt_arguments(p):
     g.add_argument("--mqtt-ca-file", metavar="PEM", help="CA certificate(s) to verify an mqtts:// broker (default: the system's)")
     g.add_argument("--mqtt-cert-file", metavar="PEM", help="client certificate for mqtts://")
     g.add_argument("--mqtt-key-file", metavar="PEM", help="client key for mqtts://")
-    g.add_argument("--mqtt-prefix", default="mpseal", help="topic prefix for state/availability (default mpseal)")
-    g.add_argument("--mqtt-discovery-prefix", default="homeassistant", help="Home Assistant discovery prefix (default homeassistant)")
+    g.add_argument("--mqtt-prefix", help="topic prefix for state/availability (default mpseal)")
+    g.add_argument("--mqtt-discovery-prefix", help="Home Assistant discovery prefix (default homeassistant)")
 
 
 def _parse_key(text):
