@@ -47,6 +47,9 @@ class App:
 
             resume = rtc_memory.load(self.counters, cfg.device_id)
         self.seqs = seqstore.SequenceStore(resume=resume)
+        # Missing: no command ever ran (provisioning clears it). Unreadable:
+        # unknown (None), so no command runs until a resync (recovery.py).
+        executed, why = seqstore.read("/cmdseq.dat")
         self.keys = mpseal.DeviceKeys(cfg.key)
         lazy.unload(("mpseal.hkdf",))  # derived once; rotate-key loads it again
         self.outbox = outbox.Outbox(cfg.queue_max)
@@ -61,10 +64,15 @@ class App:
             cfg.data = None  # the parsed file: only transports read it (settings.save reads it again)
         self.sensors = sensors.build(cfg.sensors)
         self.downlink = downlink.Downlink(self.keys, cfg.epoch, self.counters, self.command)
+        self.downlink.executed = None if why == 2 else executed or 0
+        for transport in self.transports:
+            if hasattr(transport, "handle"):  # it checks each reply while it waits (transport_udp)
+                transport.handle = self.downlink.handle
         self.values = {}
         self.read_now = False
         self.reboot = False
-        self.rotation = b""  # a rotate-key command's argument, until rotate() applies it
+        self.settings = {}  # what commands noted, until settings.apply applies it (commands.py)
+        self.old = None  # [seq, cycles] of a queue head left unacked while later packets were acked (flush)
         self.heap_high = 0
         self.start = time.ticks_ms()  # for run_ms in STATS
 
@@ -73,18 +81,19 @@ class App:
             self.wdt.feed()
 
     # --- commands (called by downlink once a command packet is verified) ---
-    def command(self, code, value):
-        """Runs command `code` with its argument bytes `value`."""
+    def command(self, code, value, seq):
+        """Notes command `code` with its argument bytes `value`, received
+        under host seq `seq`."""
         import commands  # loaded by downlink for this packet, unloaded after it (commands.py)
 
-        return commands.apply(self, code, value)
+        return commands.apply(self, code, value, seq)
 
     def log(self, text):
         if self.cfg.log:
             print(text)
 
     # --- one reading ---
-    def measure(self):
+    def measure(self, seq):
         values = self.values
         values.clear()
         for sensor in self.sensors:
@@ -92,23 +101,26 @@ class App:
                 sensor.read(values)
             except OSError:  # DHT timing, a loose probe: counted, the others still report
                 self.counters.sensor_errors += 1
-        seq = self.seqs.next()
         packet = mpseal.seal(self.keys, self.cfg.device_id, seq, encode_values(values), epoch=self.cfg.epoch)
         self.counters.readings += 1
         self.log("sealed %d" % seq)
-        return seq, packet
+        return packet
 
     def deliver(self, seq, packet):
         """Tries each transport in order; _ACKED, _KEEP (no ack: queue it) or
         _REJECTED (the host refused this packet for good)."""
         c = self.counters
+        d = self.downlink
+        d.awaiting = seq
         status_led.light(True)
         try:
             for transport in self.transports:
                 reply = transport.send(packet)
                 c.sent += 1
                 if reply is not None:
-                    if self.downlink.handle(reply, seq):
+                    # A transport with `handle` returns only the reply it
+                    # accepted; the others return the first one.
+                    if hasattr(transport, "handle") or d.handle(reply):
                         c.acked += 1
                         self.log("acked %d via %s" % (seq, transport.name))
                         return _ACKED
@@ -118,6 +130,7 @@ class App:
                     return _REJECTED
             return _KEEP
         finally:
+            d.awaiting = None  # from now on an ack names nothing we wait for
             status_led.light(False)
 
     def queue(self, seq, packet):
@@ -127,59 +140,78 @@ class App:
         self.log("queued %d" % seq)
 
     def flush(self):
+        """Sends queued packets oldest first. When the head gets no ack, the
+        one behind it is tried: no ack either means the link is down (keep
+        the order, try next cycle); an ack means the host refuses the head
+        (over UDP it answers refusals with silence), and after _ABANDON_AFTER
+        such cycles it leaves the queue, counted as rejected (recovery.py)."""
+        outbox = self.outbox
+        head = 0  # a head that got no ack this cycle: the ones behind it are tried
+        counted = False
         for _ in range(_MAX_FLUSH_PER_CYCLE):
-            item = self.outbox.oldest()
+            item = outbox.oldest(head)
             if item is None:
                 return
             seq, packet = item
             if self.deliver(seq, packet) == _KEEP:
-                return  # link still down: keep the order, try again next cycle
-            self.outbox.remove(seq)
+                if head:
+                    return  # two in a row: the link is down
+                head = seq
+                continue
+            outbox.remove(seq)
             self.feed()
+            if not outbox.seqs:
+                self.downlink.previous = None  # nothing left sealed under a key before a rotation
+            if self.downlink.commands:  # run them before the next ack could bring more
+                self.poll()
+            if head and not counted:  # the head got no ack, a later packet did: rare (recovery.py)
+                counted = True
+                if lazy.call("recovery", "run", self, head):
+                    head = 0  # the head was dropped: go on from the new head
 
     def poll(self):
+        """Takes packets the host sent unasked (commands, e.g. by SMS), then
+        runs the commands that came (downlink.commands) and applies what
+        they noted (self.settings): here, with the exchange's garbage
+        collectable, each module loaded only for it."""
+        d = self.downlink
         for transport in self.transports:
             if hasattr(transport, "poll"):
                 packet = transport.poll()
                 if packet is not None:
-                    self.downlink.handle(packet)
+                    d.handle(packet)
+        if d.commands:
+            gc.collect()
+            lazy.call("commands", "handle", d)
+        if self.settings:
+            gc.collect()
+            lazy.call("settings", "apply", self)
 
     def cycle(self):
-        seq, packet = self.measure()
+        seq = None
+        if self.downlink.executed is not None:
+            try:
+                seq = self.seqs.next()
+            except OSError:  # the reservation could not be written (flash full?): recovery.py says so
+                pass
+        if seq is None:  # no sequence number: recovery.py (resync, or one status line) - rare, loaded for it
+            seq = lazy.call("recovery", "run", self)
+            if seq is None:
+                self.poll()
+                return
+        packet = self.measure(seq)
         if len(self.outbox.seqs):
             self.queue(seq, packet)  # behind the backlog: the host sees numbers in order
             self.flush()
         elif self.deliver(seq, packet) == _KEEP:
             self.queue(seq, packet)
             status_led.blink(_BLINKS_QUEUED)
+        packet = None  # garbage before poll() runs any commands
         self.poll()
-
-    def rotate(self):
-        """Applies a rotate-key command (noted by commands.py) after the
-        cycle, when the cycle's garbage is gone. The keys are derived first:
-        if that fails, key and file are unchanged."""
-        value = self.rotation  # new epoch u8 | new 32-byte master key
-        self.rotation = b""  # one attempt, as for every command
-        epoch = value[0]
-        key = bytes(value[1:])
-        d = self.downlink
-        # Keys of an earlier rotation: replaced below anyway, and their heap
-        # is needed now (three sets do not fit in 48k on the unix port).
-        d.previous = None
-        gc.collect()
-        keys = mpseal.DeviceKeys(key)
-        lazy.unload(("mpseal.hkdf",))
-        lazy.call("settings", "save", {"epoch": epoch, "key": key})
-        d.previous = (d.epoch, d.keys)  # kept in RAM to open acks for packets queued under the old key
-        self.keys = d.keys = keys
-        self.cfg.key = key
-        self.cfg.epoch = d.epoch = epoch
 
     def safe_cycle(self):
         try:
             self.cycle()
-            if self.rotation:
-                self.rotate()
         except Exception as exc:  # one bad cycle must not stop a board in the field
             self.counters.errors += 1
             sys.print_exception(exc)
@@ -219,7 +251,7 @@ class App:
         import rtc_memory  # interval mode only (rtc_memory.py)
 
         rtc_memory.save(self.counters, self.cfg.device_id, self.seqs.next_seq)
-        if self.reboot:
+        if self.reboot and not self.settings:
             hw.reset()
         hw.deepsleep(min(max(self.cfg.interval_s, 1), _MAX_DEEPSLEEP_S) * 1000)
 
@@ -232,7 +264,7 @@ class App:
             readings = self.counters.readings
             if readings % every == 0:
                 self.stats()
-            if self.reboot:
+            if self.reboot and not self.settings:  # once /cmdseq.dat has it: a reboot never loops
                 self.stats()
                 hw.reset()
             if limit and readings >= limit:
@@ -262,7 +294,7 @@ def start():
         lazy.config = None
         gc.collect()  # the checking code's heap back, in one piece, before the App takes its share
         return App(cfg)
-    except (seqstore.SequenceStoreError, ValueError) as exc:  # ValueError includes config.ConfigError
+    except ValueError as exc:  # includes config.ConfigError
         print("mpseal: %s" % exc)
         status_led.blink(_BLINKS_CONFIG)
         return None

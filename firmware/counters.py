@@ -8,14 +8,15 @@ NAMES = (
     "acked",  # readings the host acknowledged
     "queued",  # readings put into the flash queue
     "dropped",  # queued readings dropped because the queue was full
-    "rejected",  # readings the host refused for good (HTTP 4xx), dropped
-    "bad_replies",  # replies that failed to verify (forged, corrupt, wrong direction)
-    "replayed",  # replies refused as replays (host sequence number seen before)
+    "rejected",  # readings the host refused for good (HTTP 4xx; over UDP: never acked while later ones were), dropped
+    "bad_replies",  # replies skipped: not verifying (forged, corrupt, wrong direction), from another address, malformed commands
+    "replayed",  # replies seen before (an ack again: still acks, runs nothing), old resync answers
     "stale_acks",  # authentic acks naming another reading (late reply to a retry)
     "commands",  # commands executed
-    "commands_refused",  # commands ignored: replayed after a reboot, or unknown
+    "commands_refused",  # commands ignored: replayed after a reboot, unknown, malformed or out of bounds
+    "unsequenced",  # readings not taken: no sequence number (lost store until resync, flash full, 2**32-1 used)
     "sensor_errors",  # sensor reads that failed
-    "errors",  # cycles that ended in an unexpected exception (printed, then carried on)
+    "errors",  # cycles that ended in an unexpected exception, commands that could not be applied (printed, then carried on)
 )
 
 

@@ -38,15 +38,17 @@ class Outbox:
         flashfs.write_atomic(self._path(seq), packet)
         self.seqs.append(seq)
 
-    def oldest(self):
-        """(seq, packet) of the oldest queued packet, or None."""
-        while self.seqs:
-            seq = self.seqs[0]
-            try:
-                with open(self._path(seq), "rb") as f:
-                    return seq, f.read()
-            except OSError:  # removed behind our back: forget it
-                self.seqs.pop(0)
+    def oldest(self, seq=0):
+        """(seq, packet) of the oldest queued packet numbered above `seq`, or None."""
+        seqs = self.seqs
+        for queued in seqs:
+            if queued > seq:
+                try:
+                    with open(self._path(queued), "rb") as f:
+                        return queued, f.read()
+                except OSError:  # removed behind our back: forget it
+                    seqs.remove(queued)
+                    return self.oldest(seq)
         return None
 
     def remove(self, seq):

@@ -21,6 +21,7 @@ import modem as at
 MAX_SMS_CHARS = 160  # GSM-7 characters in one SMS
 SWEEP_EVERY_MS = 5000  # while waiting: also list storage, in case a +CMTI was lost
 TYPE_ACK = 2  # mpseal.TYPE_ACK: byte 1 of the cleartext header (no key needed)
+TYPE_RESYNC = 5  # mpseal.control.TYPE_RESYNC: the answer to a resync request, also waited for
 
 
 def _digits(number):
@@ -141,7 +142,7 @@ class Transport:
                 self._trouble(exc)
                 return None
             for i in range(len(self.inbox)):
-                if len(self.inbox[i]) > 1 and self.inbox[i][1] == TYPE_ACK:
+                if len(self.inbox[i]) > 1 and self.inbox[i][1] in (TYPE_ACK, TYPE_RESYNC):
                     return self.inbox.pop(i)
             self._idle()
             time.sleep_ms(50)

@@ -2,13 +2,19 @@
 # sealed ack (docs/design.md). A lost datagram or ack is retried with a
 # doubling wait; after the last attempt send() returns None and the app keeps
 # the packet in the flash queue for the next cycle.
+# While it waits, every datagram goes to `handle` (the app sets it to
+# Downlink.handle): one from another address (as None) or one that is not
+# the awaited reply is skipped and counted there, and the wait goes on (a
+# fresh timeout per datagram, at most _REPLIES of them), so junk in front of
+# the ack cannot make the board miss it.
 import select
 import socket
 from micropython import const
 
 _ATTEMPTS = const(3)
 _FIRST_ACK_TIMEOUT_MS = const(300)  # then 600, 1200: backoff doubles, 2.1 s in all
-_MAX_REPLY = const(512)  # mpseal.packet.MAX_PACKET_SIZE
+_MAX_REPLY = const(256)  # mpseal_host.pipeline.MAX_ACK_SIZE: a bigger buffer is a bigger block to find in a full heap
+_REPLIES = const(8)  # datagrams looked at per attempt before sending again
 
 
 class Transport:
@@ -20,6 +26,7 @@ class Transport:
         self.addr = None
         self.sock = None
         self.poller = None
+        self.handle = None  # reply -> True if it is the awaited one (set by the app)
 
     def send(self, packet):
         try:
@@ -38,8 +45,15 @@ class Transport:
             for _ in range(_ATTEMPTS):
                 self.idle()
                 sock.sendto(packet, self.addr)
-                if self.poller.poll(timeout_ms):
-                    return sock.recv(_MAX_REPLY)
+                # At most _REPLIES datagrams per attempt, each within its
+                # timeout: a flood of junk cannot hold the board here.
+                for _ in range(_REPLIES):
+                    if not self.poller.poll(timeout_ms):
+                        break
+                    reply, addr = sock.recvfrom(_MAX_REPLY)
+                    if self.handle is None or self.handle(reply if addr == self.addr else None):
+                        return reply
+                    self.idle()
                 timeout_ms *= 2
         except OSError:  # no route, DNS failure, ICMP port unreachable: link trouble
             self.close()

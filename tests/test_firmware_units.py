@@ -54,5 +54,13 @@ def test_board_command_decoding_matches_mpseal_control():
     source = (REPO / "firmware" / "commands.py").read_text()
     opcodes = {name: int(value) for name, value in re.findall(r"^_(READ_NOW|SET_INTERVAL|REBOOT|ROTATE_KEY) = const\((\d+)\)", source, re.M)}
     assert opcodes == {name: getattr(control, "CMD_" + name) for name in ("READ_NOW", "SET_INTERVAL", "REBOOT", "ROTATE_KEY")}
-    names = re.search(r"^_NAMES = \(([^)]*)\)", source, re.M).group(1)
-    assert [n.strip().strip('"') for n in names.split(",")] == [control.CMD_NAMES[code] for code in sorted(control.CMD_NAMES)]
+    names = re.search(r'\((b"read-now"[^)]*)\)', source).group(1)
+    assert [n.strip()[2:-1] for n in names.split(",")] == [control.CMD_NAMES[code] for code in sorted(control.CMD_NAMES)]
+
+    assert int(re.search(r"^_MAX_INTERVAL_S = const\((\d+)\)", source, re.M).group(1)) == control.MAX_INTERVAL_S
+    assert control.MIN_INTERVAL_S == 1  # commands.py refuses 0 ("1 <=")
+    seqstore = (REPO / "firmware" / "seqstore.py").read_text()
+    recovery = (REPO / "firmware" / "recovery.py").read_text()
+    reasons = {int(v): n for n, v in re.findall(r"^_(MISSING|UNREADABLE|EXHAUSTED) = const\((\d+)\)", seqstore + recovery, re.M)}
+    assert {n: control.RESYNC_REASONS[code] for code, n in reasons.items()} == {
+        "MISSING": "seq_store_missing", "UNREADABLE": "seq_store_unreadable", "EXHAUSTED": "seq_exhausted"}

@@ -59,21 +59,85 @@ def test_reading_is_stored_and_acked(storage, device):
     assert mpseal.ReplayWindow.from_bytes(saved.replay_window).highest == 1
 
 
-def test_retransmission_is_acked_again_but_stored_once(storage, device):
+def test_retransmission_gets_the_same_ack_bytes_and_is_stored_once(storage, device):
     ingestor = Ingestor(storage)
     packet = mpseal.seal(device.master_key, device.id, 5, READING)
     first = one(ingestor, packet)
-    again = one(Ingestor(storage), packet)  # a fresh cache: state comes from the database
+    again = one(Ingestor(storage), packet)  # a fresh cache: the ack comes from the database
     same_batch = ingestor.ingest([(packet, "udp"), (packet, "http")])
     assert first[0].status == STORED
     assert [again[0].status] + [o.status for o, _ in same_batch] == [DUPLICATE] * 3
-    acks = [first[1], again[1]] + [a for _, a in same_batch]
-    host_seqs = [open_ack(device, a)[0].seq for a in acks]
-    assert [open_ack(device, a)[1][0] for a in acks] == [5, 5, 5, 5]
-    assert host_seqs == sorted(set(host_seqs)), "every ack takes a new host sequence number"
+    assert [again[1]] + [a for _, a in same_batch] == [first[1]] * 3, "a duplicate gets the first copy's ack bytes"
+    assert open_ack(device, first[1])[1] == (5, [])
     assert stored_seqs(storage) == [5]
     saved = storage.get_device("greenhouse")
-    assert (saved.stored, saved.duplicates, saved.rejected) == (1, 3, 0)
+    assert (saved.stored, saved.duplicates, saved.rejected, saved.host_seq) == (1, 3, 0, 1)
+
+
+def test_a_replay_flood_is_answered_within_the_budget_and_burns_no_host_seq(storage, device):
+    clock = [1000.0]
+    ingestor = Ingestor(storage)
+    ingestor.limiter.clock = lambda: clock[0]
+    other = storage.add_device("other")
+    packet = mpseal.seal(device.master_key, device.id, 1, READING)
+    board = ("10.0.0.5", 4000)
+    assert one_from(ingestor, packet, board)[0].status == STORED
+    limiter = ingestor.limiter
+    answered = {"board": 0, "stranger": 0}
+    other_acks = 0
+    for second in range(10):
+        clock[0] += 1.0
+        batch = [(packet, "udp", None, board)] * 500 + [(packet, "udp", None, ("192.0.2.9", 53))] * 500
+        batch.append((mpseal.seal(other.master_key, other.id, second + 1, READING), "udp", None, ("10.0.0.6", 4000)))
+        results = ingestor.ingest(batch)
+        answered["board"] += sum(1 for _, ack in results[:500] if ack is not None)
+        answered["stranger"] += sum(1 for _, ack in results[500:1000] if ack is not None)
+        other_acks += results[-1][1] is not None
+    # per device: at most DEVICE_BURST + DEVICE_RATE * t; a stranger's address: NEW_BURST + NEW_RATE * t
+    assert answered["board"] + answered["stranger"] <= limiter.DEVICE_BURST + limiter.DEVICE_RATE * 10
+    assert answered["stranger"] <= limiter.NEW_BURST + limiter.NEW_RATE * 10
+    assert answered["board"] >= 10  # the real board's retransmissions are still answered
+    assert other_acks == 10, "another device lost an ack"
+    saved = storage.get_device("greenhouse")
+    assert saved.host_seq == 1 and saved.duplicates == 10000
+    assert storage.event_counts()["greenhouse"]["reack_limited"] == 10000 - answered["board"] - answered["stranger"]
+
+
+def one_from(ingestor, packet, source):
+    return ingestor.ingest([(packet, "udp", None, source)])[0]
+
+
+def test_resync_answer_names_the_highest_stored_seq_and_is_bound_to_the_nonce(storage, device):
+    ingestor = Ingestor(storage)
+    for seq in (3, 1200):
+        one(ingestor, mpseal.seal(device.master_key, device.id, seq, READING))
+    nonce = os.urandom(16)
+    request = mpseal.seal(device.master_key, device.id, 0, control.encode_resync_request(nonce, 2), type=control.TYPE_RESYNC_REQUEST)
+    outcome, answer = one(ingestor, request)
+    assert outcome.status == "resynced" and outcome.value["reason"] == "seq_store_unreadable"
+    header, body = mpseal.unseal(answer, device.master_key, direction=mpseal.TO_DEVICE)
+    assert (header.type, header.seq) == (control.TYPE_RESYNC, 0)
+    assert control.decode_resync(body) == (nonce, 1200, 2)
+    saved = storage.get_device("greenhouse")
+    assert (saved.host_seq, saved.stored) == (2, 2)  # a resync uses no sequence number of either direction
+    assert storage.event_counts()["greenhouse"]["resync:seq_store_unreadable"] == 1
+    forged = bytearray(request)
+    forged[-1] ^= 1
+    assert one(ingestor, bytes(forged))[0].reason == "bad_tag"
+
+
+def test_an_ack_that_cannot_be_sealed_costs_no_other_device_its_ack(storage, device):
+    other = storage.add_device("other")
+    storage.db.execute("UPDATE devices SET host_seq = ? WHERE id = ?", (mpseal.packet.MAX_SEQ, device.id))
+    ingestor = Ingestor(storage)
+    results = ingestor.ingest([
+        (mpseal.seal(device.master_key, device.id, 1, READING), "udp"),
+        (mpseal.seal(other.master_key, other.id, 1, READING), "udp"),
+    ])
+    assert [o.status for o, _ in results] == [STORED, STORED]
+    assert results[0][1] is None and open_ack(other, results[1][1])[1] == (1, [])
+    assert storage.event_counts()["greenhouse"]["host_seq_exhausted"] == 1
+    assert "re-provision" in storage.stats()["counter_warnings"]["greenhouse"]
 
 
 def test_old_packet_beyond_the_window_is_refused_when_not_stored(storage, device):
@@ -105,7 +169,7 @@ def test_every_bit_flip_is_rejected_and_nothing_stored(storage, device):
     results = ingestor.ingest(flipped)
     assert all(o.status == REJECTED and a is None for o, a in results)
     reasons = {o.reason for o, _ in results}
-    assert reasons <= {"bad_tag", "bad_version", "bad_type", "unknown_device", "unknown_epoch"}
+    assert reasons <= {"bad_tag", "bad_version", "bad_type", "unknown_device", "unknown_epoch", "bad_seq"}
     assert "bad_tag" in reasons
     assert stored_seqs(storage) == []
     assert storage.stats()["rejected"] == len(flipped)
@@ -168,18 +232,18 @@ def test_sender_must_be_allowed_when_a_list_is_set(storage, device):
     assert one(ingestor, packet, "sms", "+4915112345678")[0].status == STORED
 
 
-def test_command_rides_on_the_next_ack_and_again_on_its_reack(storage, device):
+def test_command_rides_on_the_next_ack_and_its_reack_is_the_same_bytes(storage, device):
     ingestor = Ingestor(storage)
     storage.queue_command("greenhouse", control.set_interval(300))
     first = mpseal.seal(device.master_key, device.id, 1, READING)
     _, ack = one(ingestor, first)
     assert open_ack(device, ack)[1] == (1, [control.set_interval(300)])
     _, reack = one(ingestor, first)  # the ack was lost: the device sends seq 1 again
-    assert open_ack(device, reack)[1] == (1, [control.set_interval(300)])
+    assert reack == ack  # same host seq: a board that ran it once refuses it, one that never got it runs it
     _, next_ack = one(ingestor, mpseal.seal(device.master_key, device.id, 2, READING))
     assert open_ack(device, next_ack)[1] == (2, [])
     (_, _, _, sent_at, sent_host_seq, acked_seq), = storage.list_commands("greenhouse")
-    assert sent_at is not None and acked_seq == 1 and sent_host_seq == open_ack(device, reack)[0].seq
+    assert sent_at is not None and acked_seq == 1 and sent_host_seq == open_ack(device, ack)[0].seq == 1
 
 
 def test_rotation_accepts_both_epochs_until_the_new_one_is_used(storage, device):

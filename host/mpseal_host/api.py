@@ -36,9 +36,11 @@ async def ingest(request):
     # Read one byte past the limit, never the whole body of a flood: the
     # pipeline then refuses it as oversize (and counts it).
     packet = await request.content.read(MAX_PACKET_SIZE + 1)
-    outcome, ack = await receiver.submit(packet)
+    outcome, ack = await receiver.submit(packet, request.remote)
     if outcome.status == REJECTED:
         return error(http_status(outcome.reason), outcome.reason)
+    if ack is None:  # stored (or a duplicate) but not answered: over the re-ack budget, or no host seq left
+        return error(429, "no_ack", detail="try again later")
     return aioweb.Response(body=ack, content_type=PACKET_TYPE, headers={"X-Mpseal-Status": outcome.status})
 
 

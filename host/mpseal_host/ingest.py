@@ -11,7 +11,7 @@ import sqlite3
 import time
 
 from mpseal import DeviceKeys
-from mpseal_host.pipeline import REJECTED, Batch, DeviceState, Outcome, Pipeline
+from mpseal_host.pipeline import REJECTED, Batch, DeviceState, Outcome, Pipeline, ReAckLimiter
 from mpseal_host.rejections import STORAGE_ERROR
 from mpseal_host.storage import NO_DEVICE
 
@@ -57,18 +57,16 @@ class Ingestor:
         self.states = {}
         self._key_cache = {}  # master key bytes -> DeviceKeys (HKDF once per key, not per reload)
         self._seen_version = None
-        self.pipeline = Pipeline(self, NO_DEVICE)
+        self.limiter = ReAckLimiter()  # lives as long as the process: the re-ack budget spans batches
+        self.pipeline = Pipeline(self, NO_DEVICE, self.limiter)
         self.log_rejection = log_rejection or RejectionLog()
 
     # registry interface used by the pipeline
-    def stored_payload(self, device_id, seq):
-        return self.storage.stored_payload(device_id, seq)
+    def stored_reading(self, device_id, seq):
+        return self.storage.stored_reading(device_id, seq)
 
     def unsent_commands(self, device_id):
         return self.storage.unsent_commands(device_id)
-
-    def commands_acking(self, device_id, seq):
-        return self.storage.commands_acking(device_id, seq)
 
     def _host_keys(self, key):
         keys = self._key_cache.get(key)
@@ -96,7 +94,9 @@ class Ingestor:
             self._seen_version = version
 
     def ingest(self, items, now=None):
-        """items: iterable of (packet, transport) or (packet, transport, sender).
+        """items: iterable of (packet, transport), (packet, transport, sender)
+        or (packet, transport, sender, source) (sender: an SMS number checked
+        against allowed numbers; source: the address, for the re-ack limits).
         Returns [(Outcome, ack bytes or None)] in the same order."""
         items = list(items)
         db = self.storage.db
@@ -104,7 +104,7 @@ class Ingestor:
         try:
             db.execute("BEGIN IMMEDIATE")
             self._refresh()
-            outcomes = [self.pipeline.process(item[0], item[1], batch, *item[2:3]) for item in items]
+            outcomes = [self.pipeline.process(item[0], item[1], batch, *item[2:4]) for item in items]
             self.storage.write_batch(batch)
             db.execute("COMMIT")
         except Exception as exc:  # a full disk or a bug must not take the receiver down
@@ -124,9 +124,11 @@ class Ingestor:
         self._seen_version = (self.storage.data_version(), self.storage.generation)
         for state in batch.devices.values():
             state.clear_deltas()
+        for device_id, source in batch.sources:
+            self.limiter.delivered(device_id, source)
         results = []
         for outcome in outcomes:
             if outcome.status == REJECTED:
                 self.log_rejection(outcome)
-            results.append((outcome, self.pipeline.seal_ack(outcome)))
+            results.append((outcome, outcome.ack))
         return results

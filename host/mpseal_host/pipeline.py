@@ -3,26 +3,108 @@ Outcome out, the writes collected in a Batch that the caller commits.
 
 Steps, in this order (docs/receiver.md): parse header -> look up device ->
 look up key by epoch -> SMS sender allowed? -> verify tag -> replay window ->
-decrypt -> decode -> stored (window updated in memory, reading queued).
+decrypt -> decode -> stored (window updated in memory, reading and its sealed
+ack queued for the same transaction).
 An authentic packet the window refuses is a *duplicate* when the same device
 seq is stored with the same payload (a retransmission after a lost ack, or an
-attacker replaying what he saw): acknowledged again, stored once. The ack is
-sealed only after the batch is committed (Pipeline.seal_ack).
+attacker replaying what he saw). A duplicate is answered with the very ack
+bytes the first copy got (stored with the reading): it uses no host sequence
+number and carries nothing new, so replaying it a million times makes a board
+run its commands once (docs/protocol.md section 5). Re-acks and resync answers
+are rate-limited per device and per source address (ReAckLimiter).
+The ack is sealed here, before the commit, and sent only after it.
 """
+import time
+
 from mpseal import errors
-from mpseal.control import encode_ack
+from mpseal.control import TYPE_RESYNC, TYPE_RESYNC_REQUEST, decode_resync_request, encode_ack, encode_resync
 from mpseal.errors import InvalidPacket
-from mpseal.packet import TYPE_ACK, TYPE_READING, check_tag, decrypt, parse_header, seal
+from mpseal.packet import MAX_SEQ, TYPE_ACK, TYPE_READING, check_tag, decrypt, parse_header, seal
 from mpseal.payload import decode
 from mpseal.replay_window import ReplayWindow
+from mpseal_host.rejections import SEQ_REUSED, STORAGE_ERROR, UNKNOWN_SENDER  # noqa: F401  (re-exported)
 
 STORED = "stored"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
+RESYNCED = "resynced"  # a resync request answered (docs/protocol.md section 5)
 
-from mpseal_host.rejections import SEQ_REUSED, STORAGE_ERROR, UNKNOWN_SENDER  # noqa: F401  (re-exported)
+# Events of a device that are not refusals (Batch.events; `mpseal stats`)
+REACK_LIMITED = "reack_limited"  # a duplicate or resync request left unanswered: over the re-ack budget
+HOST_SEQ_EXHAUSTED = "host_seq_exhausted"  # stored, but no ack can be sealed: re-provision the device
+SEAL_FAILED = "seal_failed"  # stored, but sealing its ack failed (a bug): logged, the batch's other acks still go out
 
-MAX_ACK_COMMAND_BYTES = 400  # keeps a sealed ack under mpseal's 512-byte limit
+MAX_ACK_SIZE = 256  # a sealed ack is at most this big: the board's reply buffer (firmware/transport_udp.py)
+# Commands per ack: 4 (acked seq) + 192 pads to 208 bytes of ciphertext, so
+# an ack is at most 11 + 16 + 208 + 16 = 251 bytes.
+MAX_ACK_COMMAND_BYTES = 192
+
+
+class TokenBucket:
+    __slots__ = ("tokens", "at")
+
+    def __init__(self, tokens, at):
+        self.tokens = tokens
+        self.at = at
+
+
+class ReAckLimiter:
+    """Token buckets bounding how often the host answers a packet it will not
+    store (a duplicate's re-ack, a resync answer). Per device: at most
+    DEVICE_BURST + DEVICE_RATE * t answers in t seconds, whatever the sources
+    (an attacker replaying one capture cannot burn host work or sequence
+    numbers, and cannot bounce more than that at a third host through one
+    device's packets). Per source address: a source that delivered a reading
+    of that device for the first time is *known* and gets the device's rate;
+    any other address (a spoofed one, a reflection target) gets NEW_BURST +
+    NEW_RATE * t. An answer is never larger than the packet that asked for it."""
+
+    DEVICE_BURST = 16  # a board resends a reading at most 3 times per cycle (transport_udp) and 16 queued per cycle
+    DEVICE_RATE = 1.0  # answers per second, sustained
+    NEW_BURST = 2
+    NEW_RATE = 0.1
+    MAX_SOURCES = 10000  # bucket table bound; when full it is cleared (unknown sources then start at NEW_BURST again)
+    KNOWN_PER_DEVICE = 4  # addresses remembered per device as known
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.devices = {}
+        self.sources = {}
+        self.known = {}  # device id -> [source, ...] newest last
+
+    def _take(self, table, key, burst, rate, now):
+        bucket = table.get(key)
+        if bucket is None:
+            bucket = table[key] = TokenBucket(burst, now)
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.at) * rate)
+        bucket.at = now
+        if bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True
+
+    def delivered(self, device_id, source):
+        """`source` sent a reading of `device_id` that was stored for the first time."""
+        if source is None:
+            return
+        known = self.known.setdefault(device_id, [])
+        if source not in known:
+            known.append(source)
+            del known[: -self.KNOWN_PER_DEVICE]
+
+    def allow(self, device_id, source):
+        now = self.clock()
+        if source is not None:
+            if len(self.sources) >= self.MAX_SOURCES:
+                self.sources.clear()
+            if source in self.known.get(device_id, ()):
+                burst, rate = self.DEVICE_BURST, self.DEVICE_RATE
+            else:
+                burst, rate = self.NEW_BURST, self.NEW_RATE
+            bucket = self.sources.get((device_id, source))
+            if not self._take(self.sources, (device_id, source), burst, rate, now):
+                return False
+        return self._take(self.devices, device_id, self.DEVICE_BURST, self.DEVICE_RATE, now)
 
 
 class DeviceState:
@@ -51,17 +133,23 @@ class Batch:
 
     def __init__(self, now):
         self.now = now
-        self.readings = []  # (device_id, seq, received_at, transport, format, payload)
-        self.stored_payloads = {}  # (device_id, seq) -> payload, for duplicates within the batch
+        self.readings = []  # (device_id, seq, received_at, transport, format, payload, ack)
+        self.stored = {}  # (device_id, seq) -> (payload, ack), for duplicates within the batch
         self.devices = {}  # id -> DeviceState touched
         self.rejections = {}  # (device_id or NO_DEVICE, reason) -> count
+        self.events = {}  # (device_id, event name) -> count: re-acks refused, resync requests by reason, ...
         self.commands_sent = []  # (sent_at, host_seq, device_seq, command id)
         self.promotions = {}  # device id -> epoch that became current
-        self.commands_acking = {}  # (device_id, seq) -> commands its ack carried
+        self.acks_kept = []  # (ack, device_id, seq): acks sealed late for readings stored without one
+        self.sources = []  # (device_id, source) that delivered a first-time reading (ReAckLimiter.delivered after commit)
+
+    def event(self, device_id, name):
+        key = (device_id, name)
+        self.events[key] = self.events.get(key, 0) + 1
 
 
 class Outcome:
-    __slots__ = ("status", "reason", "device", "device_id", "seq", "value", "transport", "ack_plan", "ack", "detail")
+    __slots__ = ("status", "reason", "device", "device_id", "seq", "value", "transport", "ack", "detail")
 
     def __init__(self, status, transport, reason=None, device=None, device_id=None, seq=None, detail=None):
         self.status = status
@@ -71,8 +159,7 @@ class Outcome:
         self.seq = seq
         self.value = None
         self.transport = transport
-        self.ack_plan = None  # (keys, header, host seq, commands) for seal_ack
-        self.ack = None
+        self.ack = None  # sealed reply to send once the batch is committed, or None
         self.detail = detail
 
     def as_dict(self):
@@ -80,13 +167,15 @@ class Outcome:
 
 
 class Pipeline:
-    """`registry` provides: states (dict id -> DeviceState), stored_payload(id,
-    seq), unsent_commands(id), commands_acking(id, seq); `no_device` is the id
-    rejections of unregistered senders are counted under."""
+    """`registry` provides: states (dict id -> DeviceState), stored_reading(id,
+    seq) -> (payload, ack) or None, unsent_commands(id); `no_device` is the id
+    rejections of unregistered senders are counted under; `limiter` a
+    ReAckLimiter (kept across batches by the caller)."""
 
-    def __init__(self, registry, no_device):
+    def __init__(self, registry, no_device, limiter=None):
         self.registry = registry
         self.no_device = no_device
+        self.limiter = limiter or ReAckLimiter()
 
     def _reject(self, batch, reason, transport, state=None, device_id=None, seq=None, detail=None):
         key = (state.id if state else self.no_device, reason)
@@ -96,8 +185,13 @@ class Pipeline:
             batch.devices[state.id] = state
         return Outcome(REJECTED, transport, reason, state.name if state else None, device_id, seq, detail)
 
-    def process(self, packet, transport, batch, sender=None):
-        """Returns an Outcome; never raises for anything a sender controls."""
+    def process(self, packet, transport, batch, sender=None, source=None):
+        """Returns an Outcome; never raises for anything a sender controls.
+        `sender`: the SMS number (checked against the device's allowed
+        numbers); `source`: the address the packet came from (an SMS number,
+        a UDP (host, port)), for the re-ack limits. Both may be None."""
+        if source is None:
+            source = sender
         try:
             header = parse_header(packet)
         except InvalidPacket as exc:
@@ -107,7 +201,7 @@ class Pipeline:
             return self._reject(batch, errors.UNKNOWN_DEVICE, transport, device_id=header.device_id, seq=header.seq)
         state.delta_received += 1
         batch.devices[state.id] = state
-        if header.type != TYPE_READING:
+        if header.type != TYPE_READING and header.type != TYPE_RESYNC_REQUEST:
             return self._reject(batch, errors.BAD_TYPE, transport, state, header.device_id, header.seq)
         entry = state.keys.get(header.epoch)
         if entry is None:
@@ -120,6 +214,8 @@ class Pipeline:
         except InvalidPacket as exc:
             return self._reject(batch, exc.reason, transport, state, header.device_id, header.seq)
         # --- authentic from here on ---
+        if header.type == TYPE_RESYNC_REQUEST:
+            return self._resync(packet, header, keys, state, transport, batch, source)
         try:
             state.window.check(header.seq)
             refused = None
@@ -132,37 +228,86 @@ class Pipeline:
             return self._reject(batch, exc.reason, transport, state, header.device_id, header.seq)
         outcome = Outcome(STORED, transport, None, state.name, header.device_id, header.seq)
         outcome.value = value if not isinstance(value, bytes) else value.hex()
+        state.last_seen = batch.now
+        state.last_transport = transport
         if refused is not None:
-            seen = batch.stored_payloads.get((state.id, header.seq))
+            seen = batch.stored.get((state.id, header.seq))
             if seen is None:
-                seen = self.registry.stored_payload(state.id, header.seq)
+                seen = self.registry.stored_reading(state.id, header.seq)
             if seen is None:
                 return self._reject(batch, refused, transport, state, header.device_id, header.seq)
-            if seen != payload:
+            if seen[0] != payload:
                 return self._reject(batch, SEQ_REUSED, transport, state, header.device_id, header.seq)
             outcome.status = DUPLICATE
             state.delta_duplicates += 1
-            commands = batch.commands_acking.get((state.id, header.seq))
-            if commands is None:
-                commands = self.registry.commands_acking(state.id, header.seq)
-        else:
-            state.window.update(header.seq)
-            state.last_seq = max(state.last_seq, header.seq)
-            state.delta_stored += 1
-            if key_state != "current":  # first packet under a rotated key
-                state.keys = {header.epoch: (keys, "current")}
-                batch.promotions[state.id] = header.epoch
-            batch.readings.append((state.id, header.seq, batch.now, transport, fmt, payload))
-            batch.stored_payloads[(state.id, header.seq)] = payload
-            commands = self._take_commands(state)
+            if not self.limiter.allow(state.id, source):
+                batch.event(state.id, REACK_LIMITED)
+                return outcome
+            outcome.ack = seen[1]  # the first copy's ack, byte for byte
+            if outcome.ack is None:
+                # Stored before acks were kept (or its ack could not be
+                # sealed): seal a plain one once, and keep it from now on.
+                outcome.ack = self._seal_ack(keys, header, state, batch, with_commands=False)
+                if outcome.ack is not None:
+                    batch.acks_kept.append((outcome.ack, state.id, header.seq))
+                    batch.stored[(state.id, header.seq)] = (payload, outcome.ack)
+            return outcome
+        state.window.update(header.seq)
+        state.last_seq = max(state.last_seq, header.seq)
+        state.delta_stored += 1
+        if key_state != "current":  # first packet under a rotated key
+            state.keys = {header.epoch: (keys, "current")}
+            batch.promotions[state.id] = header.epoch
+        outcome.ack = self._seal_ack(keys, header, state, batch)
+        batch.readings.append((state.id, header.seq, batch.now, transport, fmt, payload, outcome.ack))
+        batch.stored[(state.id, header.seq)] = (payload, outcome.ack)
+        batch.sources.append((state.id, source))
+        return outcome
+
+    def _seal_ack(self, keys, header, state, batch, with_commands=True):
+        """The ack of a reading stored for the first time, with the commands
+        waiting for the device; None when it cannot be sealed (counted)."""
+        if state.host_seq >= MAX_SEQ:
+            batch.event(state.id, HOST_SEQ_EXHAUSTED)
+            return None
+        commands = self._take_commands(state) if with_commands else ()
+        try:
+            ack = seal(
+                keys,
+                header.device_id,
+                state.host_seq + 1,
+                encode_ack(header.seq, [(opcode, bytes(arg)) for _, opcode, arg in commands]),
+                type=TYPE_ACK,
+                epoch=header.epoch,
+                version=header.version,
+            )
+        except ValueError:  # cannot happen for valid state; never cost the batch's other acks
+            batch.event(state.id, SEAL_FAILED)
             if commands:
-                batch.commands_acking[(state.id, header.seq)] = commands
-        state.last_seen = batch.now
-        state.last_transport = transport
+                state.has_commands = True  # not sent: they stay queued
+            return None
         state.host_seq += 1
         for command_id, _, _ in commands:
             batch.commands_sent.append((batch.now, state.host_seq, header.seq, command_id))
-        outcome.ack_plan = (keys, header, state.host_seq, [(opcode, bytes(arg)) for _, opcode, arg in commands])
+        return ack
+
+    def _resync(self, packet, header, keys, state, transport, batch, source):
+        """Answers a resync request (docs/protocol.md section 5): sealed
+        host->device under the request's epoch and version, bound to its
+        nonce, naming the highest device seq accepted and the host seq. Uses
+        no sequence number of either direction (both are 0)."""
+        try:
+            nonce, why = decode_resync_request(decrypt(packet, header, keys))
+        except InvalidPacket as exc:
+            return self._reject(batch, exc.reason, transport, state, header.device_id, header.seq)
+        batch.event(state.id, "resync:" + why)
+        outcome = Outcome(RESYNCED, transport, None, state.name, header.device_id, 0)
+        outcome.value = {"reason": why, "device_seq": state.window.highest, "host_seq": state.host_seq}
+        if not self.limiter.allow(state.id, source):
+            batch.event(state.id, REACK_LIMITED)
+            return outcome
+        answer = encode_resync(nonce, state.window.highest, state.host_seq)
+        outcome.ack = seal(keys, header.device_id, 0, answer, type=TYPE_RESYNC, epoch=header.epoch, version=header.version)
         return outcome
 
     def _take_commands(self, state):
@@ -178,13 +323,3 @@ class Pipeline:
             taken.append(row)
         state.has_commands = len(taken) < len(unsent)
         return taken
-
-    @staticmethod
-    def seal_ack(outcome):
-        """Seals the ack planned by process(); call after the batch commit."""
-        if outcome.ack_plan is None:
-            return None
-        keys, header, host_seq, commands = outcome.ack_plan
-        outcome.ack = seal(keys, header.device_id, host_seq, encode_ack(header.seq, commands), type=TYPE_ACK, epoch=header.epoch, version=header.version)
-        outcome.ack_plan = None
-        return outcome.ack

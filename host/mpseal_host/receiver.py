@@ -100,7 +100,7 @@ class Receiver:
             except OSError as exc:  # e.g. an ICMP error queued on the socket
                 log.debug("udp receive error: %s", exc)
                 continue
-            items.append((data, "udp"))
+            items.append((data, "udp", None, address))
             addresses.append(address)
         self.counters["udp_datagrams"] += len(items)
         self._ingest(items, addresses)
@@ -114,10 +114,11 @@ class Receiver:
 
     # --- HTTP --------------------------------------------------------------
 
-    def submit(self, packet):
-        """Queues one HTTP body for the next batch; the future gets (Outcome, ack)."""
+    def submit(self, packet, source=None):
+        """Queues one HTTP body for the next batch; the future gets (Outcome,
+        ack). `source`: the client's address (re-ack limits)."""
         future = asyncio.get_running_loop().create_future()
-        self.http_pending.append((packet, future))
+        self.http_pending.append((packet, future, source))
         self.counters["http_requests"] += 1
         if not self.flush_scheduled:
             self.flush_scheduled = True
@@ -132,7 +133,7 @@ class Receiver:
 
     def _ingest(self, items, addresses):
         pending, self.http_pending = self.http_pending, []
-        items.extend((packet, "http") for packet, _ in pending)
+        items.extend((packet, "http", None, source) for packet, _, source in pending)
         if not items:
             return
         now = time.time()
@@ -142,7 +143,7 @@ class Receiver:
             ack = results[i][1]
             if ack is not None:  # rejected: UDP answers with silence
                 self._send_ack(ack, address)
-        for (_, future), result in zip(pending, results[len(addresses) :]):
+        for (_, future, _), result in zip(pending, results[len(addresses) :]):
             if not future.done():  # the client may have gone away
                 future.set_result(result)
         if self.mqtt is not None:  # after the acks: publishing only queues, it never holds them up

@@ -34,6 +34,7 @@ REASONS = {r.name: r for r in (
     Reason(errors.OVERSIZE, 413, True, "longer than the protocol's limit"),
     Reason(errors.BAD_VERSION, 400, False, "a protocol version this host does not speak"),
     Reason(errors.BAD_TYPE, 400, False, "a message type a board may not send"),
+    Reason(errors.BAD_SEQ, 400, True, "sequence 0 on a reading, or a sequence on a resync request"),
     Reason(errors.BAD_LENGTH, 400, False, "the ciphertext is not whole AES blocks"),
     Reason(errors.UNKNOWN_DEVICE, 403, False, "no device has this id"),
     Reason(errors.UNKNOWN_EPOCH, 403, False, "the device has no key under this epoch"),

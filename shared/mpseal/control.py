@@ -1,18 +1,41 @@
-# Host -> device payloads. An ack names the sequence number it acknowledges and
-# may carry commands (the downlink rides on the ack the board waits for
-# anyway); a command packet carries commands alone (e.g. by SMS).
-#   ack payload     = acked seq u32 | command*
-#   command payload = command+
-#   command         = opcode u8 | argument length u8 | argument bytes
+# Control payloads (docs/protocol.md section 6). An ack names the sequence
+# number it acknowledges and may carry commands (the downlink rides on the ack
+# the board waits for anyway); a command packet carries commands alone (e.g.
+# by SMS). Resync messages (sequence 0) recover a board's lost sequence store.
+#   ack payload            = acked seq u32 | command*
+#   command payload        = command+            (an empty list is bad_payload)
+#   command                = opcode u8 | argument length u8 | argument bytes
+#   resync request payload = nonce (16) | reason u8             device -> host
+#   resync payload         = nonce (16) | highest device seq u32 | host seq u32
+# The board decodes these itself (firmware/downlink.py, commands.py) so it
+# never loads this module; tests/test_firmware_units.py checks they agree.
 import struct
 
 from mpseal.packet import InvalidPacket
+
+TYPE_RESYNC_REQUEST = 4  # message types of the resync exchange (packet.py's TYPE_DIRECTION has them as numbers)
+TYPE_RESYNC = 5
 
 CMD_READ_NOW = 1  # no argument
 CMD_SET_INTERVAL = 2  # u32 seconds
 CMD_REBOOT = 3  # no argument
 CMD_ROTATE_KEY = 4  # new epoch u8 | new 32-byte master key
 CMD_NAMES = {CMD_READ_NOW: "read-now", CMD_SET_INTERVAL: "set-interval", CMD_REBOOT: "reboot", CMD_ROTATE_KEY: "rotate-key"}
+# Argument length each opcode must have; any other length is refused by the
+# board (counted in commands_refused), as is an opcode not in this table.
+ARGUMENT_SIZES = {CMD_READ_NOW: 0, CMD_SET_INTERVAL: 4, CMD_REBOOT: 0, CMD_ROTATE_KEY: 33}
+# set-interval bounds, the same on host and board: 0 would send with no wait
+# at all, and a week is far beyond any deployment's reporting period.
+MIN_INTERVAL_S = 1
+MAX_INTERVAL_S = 7 * 24 * 3600
+
+RESYNC_NONCE_SIZE = 16
+# Why a board asks (the request's reason byte; the host counts each by name).
+RESYNC_REASONS = {
+    1: "seq_store_missing",  # no /seq.dat (a fresh board, or a lost file)
+    2: "seq_store_unreadable",  # torn or corrupt /seq.dat or /cmdseq.dat
+    3: "seq_exhausted",  # 2**32-1 was used: the board has stopped sealing readings (no answer needed)
+}
 
 
 def read_now():
@@ -20,8 +43,8 @@ def read_now():
 
 
 def set_interval(seconds):
-    if not 1 <= seconds <= 0xFFFFFFFF:
-        raise ValueError("interval must be 1..2**32-1 seconds")
+    if not MIN_INTERVAL_S <= seconds <= MAX_INTERVAL_S:
+        raise ValueError("interval must be %d..%d seconds" % (MIN_INTERVAL_S, MAX_INTERVAL_S))
     return (CMD_SET_INTERVAL, struct.pack(">I", seconds))
 
 
@@ -59,6 +82,14 @@ def decode_commands(data):
     return commands
 
 
+def decode_command_packet(payload):
+    """A command packet's commands; one with none is bad_payload."""
+    commands = decode_commands(payload)
+    if not commands:
+        raise InvalidPacket("bad_payload", "command packet without commands")
+    return commands
+
+
 def encode_ack(acked_seq, commands=()):
     return struct.pack(">I", acked_seq) + encode_commands(commands)
 
@@ -74,3 +105,30 @@ def interval_of(argument):
     if len(argument) != 4:
         raise InvalidPacket("bad_payload", "set-interval argument must be 4 bytes")
     return struct.unpack(">I", argument)[0]
+
+
+def encode_resync_request(nonce, reason):
+    if len(nonce) != RESYNC_NONCE_SIZE or reason not in RESYNC_REASONS:
+        raise ValueError("a resync request is a 16-byte nonce and a reason 1..3")
+    return bytes(nonce) + bytes((reason,))
+
+
+def decode_resync_request(payload):
+    """Returns (nonce, reason name); raises InvalidPacket(bad_payload)."""
+    if len(payload) != RESYNC_NONCE_SIZE + 1 or payload[-1] not in RESYNC_REASONS:
+        raise InvalidPacket("bad_payload", "resync request must be a 16-byte nonce and a known reason")
+    return bytes(payload[:RESYNC_NONCE_SIZE]), RESYNC_REASONS[payload[-1]]
+
+
+def encode_resync(nonce, device_seq, host_seq):
+    if len(nonce) != RESYNC_NONCE_SIZE:
+        raise ValueError("the nonce is 16 bytes")
+    return bytes(nonce) + struct.pack(">II", device_seq, host_seq)
+
+
+def decode_resync(payload):
+    """Returns (nonce, highest device seq stored, host seq); raises InvalidPacket(bad_payload)."""
+    if len(payload) != RESYNC_NONCE_SIZE + 8:
+        raise InvalidPacket("bad_payload", "resync answer must be 24 bytes")
+    device_seq, host_seq = struct.unpack(">II", bytes(payload[RESYNC_NONCE_SIZE:]))
+    return bytes(payload[:RESYNC_NONCE_SIZE]), device_seq, host_seq

@@ -10,6 +10,7 @@ TRUNCATED = "truncated"
 OVERSIZE = "oversize"
 BAD_VERSION = "bad_version"
 BAD_TYPE = "bad_type"
+BAD_SEQ = "bad_seq"  # sequence 0 on a reading/ack/command, or not 0 on a resync message
 BAD_LENGTH = "bad_length"
 UNKNOWN_DEVICE = "unknown_device"
 UNKNOWN_EPOCH = "unknown_epoch"

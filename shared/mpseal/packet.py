@@ -18,7 +18,11 @@ IV_ON_WIRE = {VERSION_STANDARD: 16, VERSION_COMPACT: 0}
 TYPE_READING = 1
 TYPE_ACK = 2
 TYPE_COMMAND = 3
-TYPE_DIRECTION = {TYPE_READING: TO_HOST, TYPE_ACK: TO_DEVICE, TYPE_COMMAND: TO_DEVICE}
+# 4 = resync request (device -> host), 5 = resync (host -> device): named in
+# mpseal.control (TYPE_RESYNC_REQUEST, TYPE_RESYNC), not here, because every
+# name this module defines is interned on a board for good (docs/firmware.md
+# "Memory and size"); types above 3 carry sequence 0 (docs/protocol.md 5).
+TYPE_DIRECTION = {TYPE_READING: TO_HOST, TYPE_ACK: TO_DEVICE, TYPE_COMMAND: TO_DEVICE, 4: TO_HOST, 5: TO_DEVICE}
 # (Type names for people, and Header as a dict, live in the host CLI:
 # mpseal_host/commands/packets.py. A board never prints them.)
 
@@ -64,8 +68,9 @@ def seal(key, device_id, seq, payload, type=TYPE_READING, epoch=0, version=VERSI
         raise ValueError("unknown protocol version %r" % version)
     if type not in TYPE_DIRECTION:
         raise ValueError("unknown message type %r" % type)
-    if not 0 < seq <= MAX_SEQ:
-        raise ValueError("sequence number must be 1..2**32-1")
+    # resync messages (types 4, 5) carry sequence 0, all others 1..2**32-1
+    if (seq == 0) != (type > TYPE_COMMAND) or not 0 <= seq <= MAX_SEQ:
+        raise ValueError("sequence number must be 1..2**32-1 (0 for resync messages, and only for them)")
     if not 0 <= epoch <= 255 or not 0 <= device_id <= 0xFFFFFFFF:
         raise ValueError("epoch must fit u8 and device id u32")
     keys = as_keys(key).directions[TYPE_DIRECTION[type]]
@@ -110,6 +115,11 @@ def parse_header(packet):
     header = Header(*struct.unpack(HEADER_FORMAT, packet[:_HEADER_SIZE]))
     if header.type not in TYPE_DIRECTION:
         raise InvalidPacket("bad_type", "type %d" % header.type)
+    # docs/protocol.md section 5: sequence 0 only on resync messages (their
+    # uniqueness is the random nonce that starts their payload), so a resync
+    # never enters a replay window and 0 is refused the same way everywhere.
+    if (header.seq == 0) != (header.type > TYPE_COMMAND):
+        raise InvalidPacket("bad_seq")
     return header
 
 

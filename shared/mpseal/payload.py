@@ -39,6 +39,8 @@ def decode_values(payload):
             else:
                 known = channel(key)
                 name = known[1] if known else "ch%d" % key
+            if name in values:
+                raise InvalidPacket(BAD_PAYLOAD, "value %r given twice" % name)
             if i >= n:
                 raise InvalidPacket(BAD_PAYLOAD, "value type missing")
             kind = payload[i]
@@ -55,6 +57,35 @@ def decode_values(payload):
     except UnicodeError:
         raise InvalidPacket(BAD_PAYLOAD, "value name is not text")
     return values
+
+
+def encode_values_exact(values):
+    """The host's encoder (`mpseal seal --values`): `values` is a dict {name:
+    number}; each number gets the fewest decimals (at least a known channel's
+    default) that represent it exactly. Raises ValueError naming the first
+    value that cannot be encoded exactly (docs/protocol.md section 6)."""
+    if not isinstance(values, dict):
+        raise ValueError("values must be an object of name: number, e.g. {\"temperature\": 21.5}")
+    items = []
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("value %r of %r is not a number" % (value, key))
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("value of %r is not a finite number" % (key,))
+        known = channel(key)
+        for decimals in range((known[2] if known else 0), MAX_DECIMALS + 1):
+            scaled = round(value * 10**decimals)
+            if scaled / 10**decimals == value or (decimals == 0 and scaled == value):
+                break
+        else:
+            raise ValueError("value %r of %r needs more than %d decimals" % (value, key, MAX_DECIMALS))
+        if not WIDTHS[2][2] <= scaled <= WIDTHS[2][3]:
+            raise ValueError("value %r of %r does not fit a signed 32-bit integer with %d decimals" % (value, key, decimals))
+        items.append((key, value, decimals))
+    encoded = encode_values(items)
+    if decode_values(encoded) != {channel(k)[1] if channel(k) else k: v for k, v, _ in items}:
+        raise ValueError("values cannot be encoded exactly")  # a float no decimal fraction survives
+    return encoded
 
 
 def encode_raw(data):

@@ -1,7 +1,10 @@
-# Sliding anti-replay window of 64 sequence numbers (RFC 4303 section 3.4.3,
-# bitmap as in RFC 6479). `highest` is the largest sequence number accepted;
-# bit i of `bitmap` is set when sequence number highest - i was accepted.
-# Sequence number 0 is never valid: the initial state marks it as seen.
+# Sliding anti-replay window of 64 sequence numbers (RFC 4303 section 3.4.3
+# and its appendix A): `highest` is the largest sequence number accepted; bit i
+# of `bitmap` is set when sequence number highest - i was accepted, and the
+# bitmap SHIFTS when highest moves (this is not RFC 6479's ring of blocks; a
+# 64-bit shift is one operation on both runtimes). docs/protocol.md section 5.
+# Sequence number 0 never gets here (parse_header refuses it as bad_seq); the
+# initial state marks it as seen all the same.
 import struct
 
 from mpseal.aes import const

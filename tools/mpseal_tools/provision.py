@@ -146,7 +146,41 @@ def continue_sequence(board, device):
         board.put_file(SEQ_PATH, b"%d %d\n" % (floor, floor))
 
 
+CMDSEQ_PATH = "/cmdseq.dat"  # highest host seq the board ran commands under (firmware/commands.py)
+QUEUE_DIR = "/queue"  # packets sealed but not acked (firmware/outbox.py)
+# Run on the board: forgets packets queued under the old key (the host
+# deletes that key, so they could never be accepted) and, for a new device,
+# the command record of the old one.
+CLEAR_STATE_SCRIPT = """import os
+for p in %r:
+    try:
+        os.remove(p)
+    except OSError:
+        pass
+try:
+    for n in os.listdir(%r):
+        os.remove(%r + '/' + n)
+except OSError:
+    pass
+"""
+
+
+def clear_board_state(board, new_device):
+    """A board provisioned as a NEW device starts clean: no queue, no
+    /cmdseq.dat, and /seq.dat at 1 (written, so that a missing /seq.dat
+    later means a lost one, which the firmware recovers by a resync;
+    docs/protocol.md section 5). Re-provisioning keeps the command record
+    (same device, same host->device counter) and clears only the queue."""
+    paths = [SEQ_PATH + ".tmp"]
+    if new_device:
+        paths += [CMDSEQ_PATH, CMDSEQ_PATH + ".tmp"]
+    board.exec(CLEAR_STATE_SCRIPT % (tuple(paths), QUEUE_DIR, QUEUE_DIR))
+    if new_device:
+        board.put_file(SEQ_PATH, b"1 1\n")
+
+
 def write_to_board(board, config, device=None):
+    clear_board_state(board, new_device=device is None)
     if device is not None:
         continue_sequence(board, device)
     board.put_file(CONFIG_PATH, json.dumps(config, sort_keys=True).encode())

@@ -19,6 +19,7 @@ KEY_A = bytes(range(32))
 KEY_B = bytes.fromhex("a5" * 32)
 IV = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 READING = {"temperature": 21.37, "humidity": 45.2, "battery": 3.712}
+NONCE = bytes.fromhex("f0e1d2c3b4a5968778695a4b3c2d1e0f")
 
 
 def _gen(desc, key, device_id, seq, data, type=mpseal.TYPE_READING, epoch=0, version=1, iv=IV):
@@ -48,21 +49,33 @@ def generate_vectors():
         _gen("JSON payload", KEY_B, 42, 8, payload.encode_json({"door": "open"})),
         _gen("ack host->device with set-interval", KEY_A, 1, 1, control.encode_ack(1, [control.set_interval(300)]), type=mpseal.TYPE_ACK),
         _gen("command host->device: read-now, compact", KEY_A, 1, 2, control.encode_commands([control.read_now()]), type=mpseal.TYPE_COMMAND, version=2),
+        _gen("plain ack (no commands)", KEY_A, 1, 2, control.encode_ack(2), type=mpseal.TYPE_ACK),
+        _gen("command packet: every command kind", KEY_B, 42, 9, control.encode_commands(
+            [control.read_now(), control.set_interval(60), control.reboot(), control.rotate_key(4, KEY_A)]), type=mpseal.TYPE_COMMAND, epoch=3),
+        _gen("resync request device->host (seq 0, nonce, reason unreadable)", KEY_A, 1, 0, control.encode_resync_request(NONCE, 2), type=control.TYPE_RESYNC_REQUEST),
+        _gen("resync request, compact profile (reason missing)", KEY_A, 1, 0, control.encode_resync_request(NONCE, 1), type=control.TYPE_RESYNC_REQUEST, version=2),
+        _gen("resync answer host->device (highest stored 1200, host seq 7)", KEY_A, 1, 0, control.encode_resync(NONCE, 1200, 7), type=control.TYPE_RESYNC),
+        _gen("resync answer, compact profile, epoch 3", KEY_B, 42, 0, control.encode_resync(NONCE, 0xFFFFFFFE, 0), type=control.TYPE_RESYNC, epoch=3, version=2),
     ]
 
 
 def verify_vectors(generated):
     out = []
     for v in generated:
-        direction = TO_HOST if v["type"] == mpseal.TYPE_READING else TO_DEVICE
-        out.append({
+        direction = TO_HOST if v["type"] in (mpseal.TYPE_READING, control.TYPE_RESYNC_REQUEST) else TO_DEVICE
+        item = {}
+        data = bytes.fromhex(v["payload"])
+        if v["type"] == control.TYPE_RESYNC:  # what a board reads from the answer (firmware/downlink.py)
+            nonce, device_seq, host_seq = control.decode_resync(data)
+            item["resync"] = {"nonce": nonce.hex(), "device_seq": device_seq, "host_seq": host_seq}
+        out.append(dict(item, **{
             "desc": v["desc"],
             "master_key": v["master_key"],
             "direction": direction,
             "packet": v["packet"],
             "header": {"version": v["version"], "type": v["type"], "epoch": v["epoch"], "device_id": v["device_id"], "seq": v["seq"]},
             "payload": v["payload"],
-        })
+        }))
     return out
 
 
@@ -79,6 +92,11 @@ def _bad_padding_packet():
     header = struct.pack(HEADER_FORMAT, 1, mpseal.TYPE_READING, 0, 1, 5)
     body = header + IV + cbc_encrypt(keys.enc, IV, bytes(15) + b"\x11")
     return (body + keys.mac.digest(body)[:16]).hex()
+
+
+def _header_only(type, seq, body_blocks=1, tag=16, iv=16):
+    # Framing refusals happen before the tag is looked at: any bytes will do.
+    return (struct.pack(HEADER_FORMAT, 1, type, 0, 1, seq) + bytes(iv + 16 * body_blocks + tag)).hex()
 
 
 def invalid_vectors(generated):
@@ -106,7 +124,7 @@ def invalid_vectors(generated):
         case("bit flipped in ciphertext", _flip(std, 40), errors.BAD_TAG),
         case("bit flipped in IV", _flip(std, 11), errors.BAD_TAG),
         case("bit flipped in device id", _flip(std, 6), errors.BAD_TAG),
-        case("bit flipped in sequence number", _flip(std, 10), errors.BAD_TAG),
+        case("bit flipped in sequence number", _flip(std, 10, 0x02), errors.BAD_TAG),
         case("key epoch changed", _flip(std, 2), errors.BAD_TAG),
         case("bit flipped in tag", _flip(std, len(std) // 2 - 1), errors.BAD_TAG),
         case("bit flipped in compact tag", _flip(compact, len(compact) // 2 - 1), errors.BAD_TAG),
@@ -117,6 +135,28 @@ def invalid_vectors(generated):
         case("replay of an accepted sequence number", std, errors.REPLAY, window=accepted_1.to_bytes().hex()),
         case("sequence number older than the 64-entry window", std, errors.TOO_OLD, window=far_ahead.to_bytes().hex()),
         case("authentic packet with bad padding", _bad_padding_packet(), errors.BAD_PADDING),
+    ]
+
+
+def invalid_seq_vectors(generated):
+    """Sequence-number rules and resync messages (docs/protocol.md section 5);
+    a file of their own so a 48k MicroPython heap can load each file whole."""
+    std = generated[0]["packet"]
+    resync_request = generated[9]["packet"]
+    resync_answer = generated[11]["packet"]
+    k = KEY_A.hex()
+
+    def case(desc, packet, reason, direction=TO_HOST):
+        return {"desc": desc, "master_key": k, "direction": direction, "packet": packet, "reason": reason, "window": None}
+
+    return [
+        case("reading with sequence 0", _flip(std, 10), errors.BAD_SEQ),
+        case("ack with sequence 0", _header_only(mpseal.TYPE_ACK, 0), errors.BAD_SEQ, direction=TO_DEVICE),
+        case("resync request with a sequence number", _header_only(control.TYPE_RESYNC_REQUEST, 1, 2), errors.BAD_SEQ),
+        case("resync answer with a sequence number", _header_only(control.TYPE_RESYNC, 5, 2), errors.BAD_SEQ, direction=TO_DEVICE),
+        case("resync request presented to a device", resync_request, errors.BAD_TYPE, direction=TO_DEVICE),
+        case("resync answer reflected to the host", resync_answer, errors.BAD_TYPE),
+        case("resync answer with a bit flipped in the nonce block", _flip(resync_answer, 30), errors.BAD_TAG, direction=TO_DEVICE),
     ]
 
 
@@ -153,6 +193,7 @@ def all_vectors():
         "generate": generated,
         "verify": verify_vectors(generated),
         "invalid": invalid_vectors(generated),
+        "invalid_seq": invalid_seq_vectors(generated),
         "keys": key_vectors(),
         "payload": payload_vectors(),
     }

@@ -6,6 +6,7 @@ import os
 import sys
 
 import mpseal
+from mpseal import control
 from mpseal import payload as payload_codec
 from mpseal.keys import MASTER_KEY_SIZE
 from mpseal_host.errors import UserError
@@ -54,11 +55,15 @@ def cmd_seal(args):
     data = read_input(args.input_format)
     if args.values:
         try:
-            data = payload_codec.encode_values(json.loads(data))
-        except (ValueError, AttributeError) as exc:
+            values = json.loads(data)
+        except (ValueError, RecursionError) as exc:  # includes UnicodeError
             raise UserError("--values wants a JSON object like {\"temperature\": 21.5}: %s" % exc)
+        try:
+            data = payload_codec.encode_values_exact(values)
+        except ValueError as exc:
+            raise UserError("--values: %s (docs/protocol.md section 6)" % exc)
     version = mpseal.VERSION_COMPACT if args.compact else mpseal.VERSION_STANDARD
-    types = {"reading": mpseal.TYPE_READING, "ack": mpseal.TYPE_ACK, "command": mpseal.TYPE_COMMAND}
+    types = {name: code for code, name in TYPE_NAMES.items()}
     try:
         packet = mpseal.seal(key, args.device, args.seq, data, type=types[args.type], epoch=args.epoch, version=version)
     except ValueError as exc:
@@ -77,18 +82,51 @@ def cmd_unseal(args):
         return 1
     if args.decode:
         try:
-            _, value = payload_codec.decode(data)
+            value = decode_payload(header.type, data)
         except mpseal.InvalidPacket as exc:
             print("mpseal: payload refused: %s" % exc, file=sys.stderr)
             return 1
-        if isinstance(value, bytes):
-            value = value.hex()
         print(json.dumps({"header": header_dict(header), "payload": value}, sort_keys=True))
         return 0
     write_output(data, args.output_format)
 
 
-TYPE_NAMES = {mpseal.TYPE_READING: "reading", mpseal.TYPE_ACK: "ack", mpseal.TYPE_COMMAND: "command"}
+TYPE_NAMES = {
+    mpseal.TYPE_READING: "reading",
+    mpseal.TYPE_ACK: "ack",
+    mpseal.TYPE_COMMAND: "command",
+    control.TYPE_RESYNC_REQUEST: "resync-request",
+    control.TYPE_RESYNC: "resync",
+}
+
+
+def command_dict(opcode, argument):
+    entry = {"command": control.CMD_NAMES.get(opcode, "unknown opcode %d" % opcode)}
+    if opcode == control.CMD_SET_INTERVAL and len(argument) == 4:
+        entry["seconds"] = control.interval_of(argument)
+    elif opcode == control.CMD_ROTATE_KEY and len(argument) == 33:
+        entry["epoch"] = argument[0]  # the new key itself is never printed
+    elif argument:
+        entry["argument_length"] = len(argument)
+    return entry
+
+
+def decode_payload(type, data):
+    """The payload as JSON-ready data, by message type (docs/protocol.md
+    section 6); raises InvalidPacket(bad_payload)."""
+    if type == mpseal.TYPE_ACK:
+        acked, commands = control.decode_ack(data)
+        return {"acked_seq": acked, "commands": [command_dict(*c) for c in commands]}
+    if type == mpseal.TYPE_COMMAND:
+        return {"commands": [command_dict(*c) for c in control.decode_command_packet(data)]}
+    if type == control.TYPE_RESYNC_REQUEST:
+        nonce, reason = control.decode_resync_request(data)
+        return {"nonce": nonce.hex(), "reason": reason}
+    if type == control.TYPE_RESYNC:
+        nonce, device_seq, host_seq = control.decode_resync(data)
+        return {"nonce": nonce.hex(), "device_seq": device_seq, "host_seq": host_seq}
+    value = payload_codec.decode(data)[1]
+    return value.hex() if isinstance(value, bytes) else value
 
 
 def header_dict(header):
@@ -122,9 +160,9 @@ def register(subparsers):
     p = subparsers.add_parser("seal", help="seal a payload from stdin into a packet on stdout")
     p.add_argument("--key", required=True, help="master key, 64 hex digits")
     p.add_argument("--device", type=int, required=True, help="device id (u32)")
-    p.add_argument("--seq", type=int, required=True, help="sequence number (1..2**32-1)")
+    p.add_argument("--seq", type=int, required=True, help="sequence number (1..2**32-1; 0 for resync messages)")
     p.add_argument("--epoch", type=int, default=0, help="key epoch (default 0)")
-    p.add_argument("--type", choices=("reading", "ack", "command"), default="reading")
+    p.add_argument("--type", choices=tuple(TYPE_NAMES.values()), default="reading")
     p.add_argument("--compact", action="store_true", help="LoRa profile (derived IV, 8-byte tag)")
     p.add_argument("--values", action="store_true", help="stdin is a JSON object of values to encode compactly")
     p.add_argument("--format", choices=FORMATS, default="raw", help="packet output format")
@@ -136,7 +174,7 @@ def register(subparsers):
     p.add_argument("--format", choices=FORMATS, default="raw", help="packet input format")
     p.add_argument("--output-format", choices=FORMATS, default="raw", help="payload output format")
     p.add_argument("--decode", action="store_true", help="print header and decoded payload as JSON")
-    p.add_argument("--to-device", action="store_true", help="open a host->device packet (ack/command)")
+    p.add_argument("--to-device", action="store_true", help="open a host->device packet (ack, command, resync)")
     p.set_defaults(func=cmd_unseal)
 
     p = subparsers.add_parser("inspect", help="print the header fields of a packet (no key needed)")

@@ -200,6 +200,10 @@ def cmd_stats(args):
         print("  rejected %-16s %d" % (reason, count))
     for device, reasons in sorted(stats["rejected_by_device"].items()):
         print("  %s: %s" % (device, ", ".join("%s %d" % item for item in sorted(reasons.items()))))
+    for device, events in sorted(stats["events_by_device"].items()):
+        print("  %s events: %s" % (device, ", ".join("%s %d" % item for item in sorted(events.items()))))
+    for device, text in sorted(stats["counter_warnings"].items()):
+        print("  WARNING %s: %s" % (device, text))
 
 
 def cmd_command(args):

@@ -67,8 +67,18 @@ CREATE TABLE IF NOT EXISTS readings (
     transport TEXT NOT NULL,
     format INTEGER NOT NULL,
     payload BLOB NOT NULL,                   -- decrypted payload (mpseal.payload); decoded on read
+    ack BLOB,                                -- the sealed ack it got: a duplicate gets these same bytes
     PRIMARY KEY (device_id, seq)
 ) WITHOUT ROWID;
+-- What happened to a device that is no refusal: re-acks over the budget,
+-- resync requests by reason, acks that could not be sealed (pipeline.py).
+CREATE TABLE IF NOT EXISTS device_events (
+    device_id INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    last_at REAL NOT NULL,
+    PRIMARY KEY (device_id, event)
+);
 CREATE TABLE IF NOT EXISTS rejections (
     device_id INTEGER NOT NULL,              -- NO_DEVICE (-1) when none is registered
     reason TEXT NOT NULL,
@@ -94,6 +104,13 @@ COUNT_REJECTIONS = (
     "INSERT INTO rejections VALUES (?, ?, ?, ?) ON CONFLICT (device_id, reason)"
     " DO UPDATE SET count = count + excluded.count, last_at = excluded.last_at"
 )
+COUNT_EVENTS = (
+    "INSERT INTO device_events VALUES (?, ?, ?, ?) ON CONFLICT (device_id, event)"
+    " DO UPDATE SET count = count + excluded.count, last_at = excluded.last_at"
+)
+# The host->device counter is reported from here on (stats, the page): acks
+# use one per reading stored for the first time, so this is years away.
+HOST_SEQ_WARN = MAX_SEQ - (1 << 24)
 
 
 def _create_private(path):
@@ -137,6 +154,9 @@ class SQLiteStorage:
             # keeping them cached saves re-reading them for the next batch.
             self.db.execute("PRAGMA cache_size=-65536")
             self.db.executescript(SCHEMA)
+            columns = [row[1] for row in self.db.execute("PRAGMA table_info(readings)")]
+            if "ack" not in columns:  # a database made before acks were kept
+                self.db.execute("ALTER TABLE readings ADD COLUMN ack BLOB")
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except (OSError, sqlite3.DatabaseError) as exc:
             raise StorageUnavailable("cannot open database %s: %s" % (self.path, exc))
@@ -201,6 +221,7 @@ class SQLiteStorage:
             device_id = self._device_id(name_or_id)
             db.execute("DELETE FROM devices WHERE id = ?", (device_id,))
             db.execute("DELETE FROM rejections WHERE device_id = ?", (device_id,))
+            db.execute("DELETE FROM device_events WHERE device_id = ?", (device_id,))
 
     def _devices(self, where="", params=()):
         cursor = self.db.execute(
@@ -343,17 +364,26 @@ class SQLiteStorage:
         self.db.execute(COUNT_REJECTIONS, (device_id, reason, 1, time.time()))
 
     def stored_payload(self, device_id, seq):
-        row = self.db.execute("SELECT payload FROM readings WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchone()
-        return None if row is None else bytes(row[0])
+        row = self.stored_reading(device_id, seq)
+        return None if row is None else row[0]
+
+    def stored_reading(self, device_id, seq):
+        """(payload, the ack it got or None), or None when not stored."""
+        row = self.db.execute("SELECT payload, ack FROM readings WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchone()
+        return None if row is None else (bytes(row[0]), None if row[1] is None else bytes(row[1]))
 
     def write_batch(self, batch):
         """Persists a pipeline.Batch; the caller holds the transaction."""
         db = self.db
         if batch.readings:
             db.executemany(
-                "INSERT INTO readings (device_id, seq, received_at, transport, format, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO readings (device_id, seq, received_at, transport, format, payload, ack) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 batch.readings,
             )
+        if batch.acks_kept:
+            db.executemany("UPDATE readings SET ack = ? WHERE device_id = ? AND seq = ?", batch.acks_kept)
+        if batch.events:
+            db.executemany(COUNT_EVENTS, [(device_id, name, n, batch.now) for (device_id, name), n in batch.events.items()])
         updates = []
         for state in batch.devices.values():
             updates.append(
@@ -481,6 +511,27 @@ class SQLiteStorage:
             per_device[name][reason] = per_device[name].get(reason, 0) + count
         return totals, per_device
 
+    def event_counts(self):
+        """{device name: {event: n}} (pipeline.py's events: reack_limited, resync:<why>, ...)."""
+        per_device = {}
+        rows = self.db.execute(
+            "SELECT COALESCE(d.name, '(unregistered)'), e.event, e.count FROM device_events e"
+            " LEFT JOIN devices d ON d.id = e.device_id ORDER BY e.event"
+        )
+        for name, event, count in rows:
+            per_device.setdefault(name, {})[event] = count
+        return per_device
+
+    def counter_warnings(self):
+        """{device name: text} for counters near 2**32-1 (docs/protocol.md section 5)."""
+        warnings = {}
+        for name, last_seq, host_seq in self.db.execute("SELECT name, last_seq, host_seq FROM devices ORDER BY id"):
+            if last_seq >= MAX_SEQ:
+                warnings[name] = "device sequence numbers used up (2**32-1): the board stopped sealing; re-provision it"
+            elif host_seq >= HOST_SEQ_WARN:
+                warnings[name] = "host->device sequence at %d of %d: re-provision the device before it runs out" % (host_seq, MAX_SEQ)
+        return warnings
+
     def stats(self):
         totals, per_device = self.rejection_counts()
         sums = self.db.execute(
@@ -495,4 +546,6 @@ class SQLiteStorage:
             "rejected": sum(totals.values()),
             "rejected_by_reason": totals,
             "rejected_by_device": per_device,
+            "events_by_device": self.event_counts(),
+            "counter_warnings": self.counter_warnings(),
         }

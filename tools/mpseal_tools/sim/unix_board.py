@@ -83,6 +83,9 @@ def install(flash, config, march=None):
     for src, target in board_files(simulator=True):
         _put(src, target, flash, march)
     write_config(flash, config)
+    seq = flash / "seq.dat"
+    if not seq.exists():  # as provisioning writes it: a missing /seq.dat then means a lost one (resync)
+        seq.write_text("1 1\n")
 
 
 def write_config(flash, config):
