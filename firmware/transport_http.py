@@ -6,7 +6,7 @@
 import json
 import socket
 
-FINAL_REJECTIONS = ("too_old", "seq_reused", "replay", "bad_payload", "bad_padding", "oversize")
+FINAL_REJECTIONS = ("too_old", "seq_reused", "replay", "bad_payload", "bad_padding", "oversize", "bad_seq")
 TIMEOUT_S = 5  # connect + response; TCP already retries underneath
 MAX_RESPONSE = 2048
 _HEAD = b"POST /api/ingest HTTP/1.0\r\nHost: %s:%d\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n"
