@@ -226,3 +226,43 @@ def test_rotate_key_cli_refusals(tmp_path):
     Storage(db).close()
     result = run("rotate-key", "greenhouse", "--db", db)
     assert result.returncode == 1 and b"no device named 'greenhouse'" in result.stderr
+
+
+class FolderBoard:
+    """A board's flash as a folder, its REPL the real MicroPython unix port
+    running each exec() there (the script provisioning sends is the one a
+    board runs)."""
+
+    def __init__(self, flash):
+        self.flash = flash
+
+    def exec(self, code):
+        launcher = "import os\nos.umount('/')\nos.mount(os.VfsPosix(%r), '/')\nos.chdir('/')\n" % str(self.flash)
+        result = subprocess.run([unix_board.micropython_path(), "-c", launcher + code], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def put_file(self, path, data):
+        (self.flash / path.lstrip("/")).write_bytes(data)
+
+
+@pytest.mark.parametrize("new_device", [True, False])
+def test_provisioning_clears_the_old_queue_and_a_new_device_the_command_record(tmp_path, new_device):
+    from mpseal_tools.provision import clear_board_state
+
+    flash = tmp_path / "flash"
+    (flash / "queue").mkdir(parents=True)
+    for name in ("00000010", "00000011", "00000012.tmp"):
+        (flash / "queue" / name).write_bytes(b"sealed under the old key")
+    (flash / "cmdseq.dat").write_text("77 77\n")
+    (flash / "seq.dat").write_text("1201 1201\n")
+    (flash / "seq.dat.tmp").write_text("12")
+    clear_board_state(FolderBoard(flash), new_device=new_device)
+    assert list((flash / "queue").iterdir()) == []  # never acceptable again: the host forgets the old key
+    assert not (flash / "seq.dat.tmp").exists()
+    if new_device:
+        assert not (flash / "cmdseq.dat").exists()  # the old device's command record is not the new one's
+        assert (flash / "seq.dat").read_text() == "1 1\n"  # written: a missing /seq.dat later means a lost one
+    else:
+        assert (flash / "cmdseq.dat").read_text() == "77 77\n"  # same device, same host->device counter
+        assert (flash / "seq.dat").read_text() == "1201 1201\n"  # continue_sequence raises it if needed
