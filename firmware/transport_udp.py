@@ -15,6 +15,7 @@ _ATTEMPTS = const(3)
 _FIRST_ACK_TIMEOUT_MS = const(300)  # then 600, 1200: backoff doubles, 2.1 s in all
 _MAX_REPLY = const(256)  # mpseal_host.pipeline.MAX_ACK_SIZE: a bigger buffer is a bigger block to find in a full heap
 _REPLIES = const(8)  # datagrams looked at per attempt before sending again
+_MAX_DRAIN = const(64)  # stale datagrams dropped before a send
 
 
 class Transport:
@@ -37,9 +38,11 @@ class Transport:
                 self.poller = select.poll()
                 self.poller.register(self.sock, select.POLLIN)
             sock = self.sock
-            # Drop late acks for earlier attempts: they would be taken as the
-            # reply to this packet.
-            while self.poller.poll(0):
+            # Drop what queued up since the last send (late acks for earlier
+            # attempts, junk): bounded, so a flood cannot hold the board here.
+            for _ in range(_MAX_DRAIN):
+                if not self.poller.poll(0):
+                    break
                 sock.recv(_MAX_REPLY)
             timeout_ms = _FIRST_ACK_TIMEOUT_MS
             for _ in range(_ATTEMPTS):
