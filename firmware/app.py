@@ -74,6 +74,7 @@ class App:
         self.settings = {}  # what commands noted, until settings.apply applies it (commands.py)
         self.old = None  # [seq, cycles] of a queue head left unacked while later packets were acked (flush)
         self.heap_high = 0
+        self.why = None  # why readings stay queued (a transport's reason), None while they are delivered
         self.start = time.ticks_ms()  # for run_ms in STATS
 
     def feed(self):
@@ -112,9 +113,12 @@ class App:
         c = self.counters
         d = self.downlink
         d.awaiting = seq
+        why = self.why
+        last = None  # the last transport tried: its `why` is the reason a packet stays queued
         status_led.light(True)
         try:
             for transport in self.transports:
+                last = transport
                 reply = transport.send(packet)
                 c.sent += 1
                 if reply is not None:
@@ -123,15 +127,24 @@ class App:
                     if hasattr(transport, "handle") or d.handle(reply):
                         c.acked += 1
                         self.log("acked %d via %s" % (seq, transport.name))
+                        why = None
                         return _ACKED
+                    transport.why = "no valid ack for %d (bad_replies, stale_acks count why)" % seq
                 elif getattr(transport, "rejected", None):  # refused for good (transport_http)
                     c.rejected += 1
                     self.log("rejected %d: %s" % (seq, transport.rejected))
                     return _REJECTED
+            why = "readings stay queued: %s" % (getattr(last, "why", None) or "no ack came back")
             return _KEEP
         finally:
             d.awaiting = None  # from now on an ack names nothing we wait for
             status_led.light(False)
+            # One console line each time the reason readings stay queued
+            # changes (no Wi-Fi, no route, no ack, refused: reason), and when
+            # they are delivered again; never one per cycle.
+            if why != self.why:
+                self.why = why
+                print("mpseal link: %s" % (why or "up again, readings are delivered"))  # > 10 characters: not interned
 
     def queue(self, seq, packet):
         self.outbox.push(seq, packet)
@@ -292,6 +305,8 @@ def start():
         # the two never take heap at the same time.
         cfg = lazy.config or lazy.call("config", "load")
         lazy.config = None
+        if isinstance(cfg, ValueError):  # boot.py's reason the file is bad
+            raise cfg
         gc.collect()  # the checking code's heap back, in one piece, before the App takes its share
         return App(cfg)
     except ValueError as exc:  # includes config.ConfigError

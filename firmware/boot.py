@@ -20,18 +20,24 @@ gc.threshold(4096)
 def _boot():
     hw.quiet_boot()
     try:
-        cfg = lazy.call("config", "load")
+        config = lazy.call("config", "load")  # `config`, not a new name: boot.py is compiled on the board, every name interned
         # Kept for app.start(), which would otherwise load the checking code
         # and parse the file again with all the app's modules in: that was
         # the heap's peak at boot (docs/firmware.md "Memory and size").
-        lazy.config = cfg
-        if cfg.wifi:
-            if not hw.wifi_connect(cfg.wifi["ssid"], cfg.wifi.get("password", "")):
-                print("boot: Wi-Fi %r not joined yet; readings will be queued" % cfg.wifi["ssid"])
-        if cfg.webrepl:
-            hw.webrepl_start(cfg.webrepl["password"])
+        lazy.config = config
+        if config.wifi:
+            if not hw.wifi_connect(config.wifi["ssid"], config.wifi.get("password", "")):
+                print("boot: Wi-Fi %r not joined yet; readings will be queued" % config.wifi["ssid"])
+        if config.webrepl:
+            hw.webrepl_start(config.webrepl["password"])
     except Exception as exc:  # noqa: BLE001  (main.py says what is wrong)
-        print("boot: %s" % exc)
+        if lazy.config is None and isinstance(exc, ValueError):
+            # A bad /config.json (config.ConfigError): app.start() prints it,
+            # once, without loading the checking code a second time (that
+            # second load, with the app's modules in, is what failed at 48k).
+            lazy.config = exc
+        else:
+            print("boot: %s" % exc)
 
 
 _boot()

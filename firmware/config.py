@@ -21,16 +21,20 @@ import flashfs
 
 _MAX_U32 = const(0xFFFFFFFF)
 
-# (key, lowest, highest, default; None = required): integers at the top level
-_INTS = (
+# (key, lowest, highest, default; None = required): integers at the top level.
+# const() tuples: substituted where used, so the two names are not interned.
+_INTS = const((
     ("device_id", 0, _MAX_U32, None),
     ("epoch", 0, 255, 0),
     ("interval_s", 0, _MAX_U32, 60),
     ("queue_max", 1, 10000, 100),  # sealed packets kept while offline (~64 bytes each)
     ("max_readings", 0, _MAX_U32, 0),  # 0 = forever (tests, bench)
-)
+))
 # ... and in "receiver"
-_PORTS = (("receiver.udp_port", 1, 65535, 4740), ("receiver.http_port", 1, 65535, 8740))
+# Every sensor type the firmware has (sensors.py loads sensor_<type>.py; the
+# host's provisioning check reads this line: mpseal_tools.board_config).
+_SENSOR_TYPES = const("synthetic dht11 dht22 ds18b20 battery")
+_PORTS = const((("receiver.udp_port", 1, 65535, 4740), ("receiver.http_port", 1, 65535, 8740)))
 
 
 class ConfigError(ValueError):
@@ -97,6 +101,11 @@ def check(data):
     c.sensors = data.get("sensors", [{"type": "synthetic"}])
     if not isinstance(c.sensors, list) or not all(isinstance(s, dict) and "type" in s for s in c.sensors):
         raise _bad("sensors", 'a list of objects like {"type": "dht22", "pin": 4}', c.sensors)
+    for i, value in enumerate(c.sensors):
+        if value["type"] not in _SENSOR_TYPES.split():
+            raise _bad("sensors[%d].type" % i, "a sensor type (%s)" % _SENSOR_TYPES, value["type"])
+        if value["type"] != "battery" and value["type"] != "synthetic":  # one data wire: the GPIO from provisioning
+            _set_ints(Config(), value, (("sensors[%d].pin" % i, 0, 16, None),))  # checked only: the app reads value
     c.power = data.get("power", "always-on")
     if c.power not in ("always-on", "interval"):
         raise _bad("power", '"always-on" or "interval"', c.power)
@@ -113,16 +122,12 @@ def check(data):
     return c
 
 
-def _read():
+def load():
     raw = flashfs.read_atomic("/config.json")
     if raw is None:
         raise ConfigError("/config.json is missing: provision the board first (mpseal provision)")
     try:
-        return json.loads(raw.decode())
+        data = json.loads(raw.decode())
     except ValueError:  # bad JSON or bad UTF-8
         raise ConfigError("/config.json is not valid JSON")
-
-
-def load():
-    return check(_read())
-
+    return check(data)

@@ -48,6 +48,12 @@ def wifi_connect(ssid, password, timeout=_WIFI_TIMEOUT_MS, feed=None):
     return wlan.isconnected()
 
 
+def online():
+    """True while the station interface has joined the Wi-Fi network (the
+    transports tell 'no Wi-Fi' from 'no route' by it)."""
+    return network.WLAN(network.STA_IF).isconnected()
+
+
 def driver(name):
     """The sensor driver module `name` ("dht", "onewire", "ds18x20"; frozen
     into the ESP8266 firmware), imported only when a sensor needs it."""

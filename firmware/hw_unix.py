@@ -9,7 +9,8 @@
 #     launcher starts the process again with reset cause DEEPSLEEP_RESET, which
 #     is what a board with GPIO16 wired to RST does. machine.reset() exits with
 #     EXIT_RESET; a watchdog that was not fed in time exits with EXIT_WDT.
-#   - sensors (hw_unix_sensors.py) return smooth made-up values.
+#   - sensor drivers (hw_unix_dht.py, hw_unix_onewire.py, hw_unix_ds18x20.py)
+#     return smooth made-up values.
 import os
 import sys
 import time
@@ -61,6 +62,10 @@ def quiet_boot():
 
 def wifi_connect(ssid, password, timeout=0, feed=None):
     return True  # loopback needs no association
+
+
+def online():
+    return True  # the Wi-Fi link; the host's own network stands in for it
 
 
 def webrepl_start(password):
@@ -133,10 +138,9 @@ class RTC:
 
 def driver(name):
     """The sensor driver module `name` ("dht", "onewire", "ds18x20"): here
-    simulated ones, imported only when a sensor of that kind is configured."""
-    import hw_unix_sensors
-
-    return getattr(hw_unix_sensors, name)
+    the simulated hw_unix_<name>, imported only when a sensor of that kind is
+    configured (one module each, so a board loads only its own)."""
+    return __import__("hw_unix_" + name)
 
 
 def modem_uart(id, baudrate):

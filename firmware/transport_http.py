@@ -6,6 +6,8 @@
 import json
 import socket
 
+import hw
+
 FINAL_REJECTIONS = ("too_old", "seq_reused", "replay", "bad_payload", "bad_padding", "oversize", "bad_seq")
 TIMEOUT_S = 5  # connect + response; TCP already retries underneath
 MAX_RESPONSE = 2048
@@ -20,6 +22,7 @@ class Transport:
         self.port = config.http_port
         self.addr = None
         self.rejected = None
+        self.why = None  # why the last send() got no ack (app.py prints it when it changes)
 
     def send(self, packet):
         self.rejected = None
@@ -43,7 +46,8 @@ class Transport:
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
             body = sock.read(length) if 0 <= length <= MAX_RESPONSE else sock.read(MAX_RESPONSE)
-        except (OSError, ValueError, IndexError):  # link trouble or a garbled response
+        except (OSError, ValueError, IndexError) as exc:  # link trouble or a garbled response
+            self.why = "no route to %s:%d (%s)" % (self.host, self.port, exc) if hw.online() else "no Wi-Fi connection"
             return None
         finally:
             if sock is not None:
@@ -57,4 +61,7 @@ class Transport:
                 reason = None
             if reason in FINAL_REJECTIONS:
                 self.rejected = reason
+            self.why = "refused by the receiver: %s" % reason
+        else:
+            self.why = "no ack from %s:%d (HTTP %d)" % (self.host, self.port, code)
         return None

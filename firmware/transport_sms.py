@@ -118,16 +118,19 @@ class Transport:
         text = binascii.b2a_base64(packet).strip()
         if len(text) > MAX_SMS_CHARS:  # more than 120 bytes: never fits, counted
             self.stats[5] += 1
+            self.why = "packet too long for one SMS"
             return None
         try:
             self._ensure_ready()
             if not self.modem.registered():
                 self.stats[2] += 1
+                self.why = "no mobile network"
                 return None
             self.modem.send_sms(self.host_number, text)
         except (at.ModemError, OSError) as exc:
             self.stats[1] += 1
             self._trouble(exc)
+            self.why = "modem trouble: %s" % exc
             return None
         self.stats[0] += 1
         # wait for the ack SMS; other packets (commands) wait for poll()
@@ -146,6 +149,7 @@ class Transport:
                     return self.inbox.pop(i)
             self._idle()
             time.sleep_ms(50)
+        self.why = "no ack SMS from %s" % self.host_number
         return None
 
     def poll(self):

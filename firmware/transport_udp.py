@@ -7,9 +7,13 @@
 # the awaited reply is skipped and counted there, and the wait goes on (a
 # fresh timeout per datagram, at most _REPLIES of them), so junk in front of
 # the ack cannot make the board miss it.
+# `why` says why send() got no ack (the app prints it when the link's state
+# changes: docs/firmware.md "Console").
 import select
 import socket
 from micropython import const
+
+import hw
 
 _ATTEMPTS = const(3)
 _FIRST_ACK_TIMEOUT_MS = const(300)  # then 600, 1200: backoff doubles, 2.1 s in all
@@ -28,6 +32,7 @@ class Transport:
         self.sock = None
         self.poller = None
         self.handle = None  # reply -> True if it is the awaited one (set by the app)
+        self.why = None  # why the last send() got no reply (a console line, not a key)
 
     def send(self, packet):
         try:
@@ -58,8 +63,10 @@ class Transport:
                         return reply
                     self.idle()
                 timeout_ms *= 2
-        except OSError:  # no route, DNS failure, ICMP port unreachable: link trouble
+            self.why = "no ack from %s:%d over UDP" % (self.host, self.port)
+        except OSError as exc:  # no route, DNS failure, ICMP port unreachable: link trouble
             self.close()
+            self.why = "no route to %s:%d (%s)" % (self.host, self.port, exc) if hw.online() else "no Wi-Fi connection"
         return None
 
     def close(self):

@@ -14,13 +14,10 @@ MPSEAL = os.path.join(BIN, "mpseal")
 BOARD_NUMBER = "+4915100000001"
 HOST_NUMBER = "+4915100000002"
 DEVICE_ID = 7
-# A UDP board retains ~41 KB on the unix port and runs in
-# unix_board.DEFAULT_HEAP (48k, docs/firmware.md "Memory and size"). An SMS
-# board retains ~53 KB right after boot: transport_sms, modem and the UART
-# seam add ~8 KB, and their names push the interned-name pool past 300 names
-# (+3.6 KB). 48k cannot even start it (MemoryError in App.__init__ loading the
-# transport), so SMS boards get this much until that code is slimmed.
-BOARD_HEAP = "96k"
+# An SMS board runs in the 48k target with its modules in ROMFS (the default
+# board's way, unix_board.DEFAULT_ROM): from /lib it retains ~53 KB right after
+# boot and cannot start in 48k (docs/firmware.md "Memory and size").
+BOARD_HEAP = unix_board.TARGET_HEAP
 
 
 def run_cli(*args, env=None, check=True):

@@ -32,10 +32,12 @@ def test_real_file_has_the_required_boards_with_sane_values():
     assert {"wemos", "nodemcu", "esp01", "esp8266-generic"} <= set(boards)
     assert boards["wemos"].flash_size == "4MB" and boards["nodemcu"].flash_size == "4MB"
     assert boards["esp01"].flash_size == "1MB"
-    # 1 MB modules get MicroPython's FLASH_1M variant, the rest the standard build.
-    assert boards["esp01"].firmware.file.startswith("ESP8266_GENERIC-FLASH_1M-")
+    # 1 MB modules get MicroPython's FLASH_1M variant (no ROMFS), the rest the
+    # 2 MiB variant with a ROMFS partition: their modules run from flash.
+    assert boards["esp01"].firmware.file.startswith("ESP8266_GENERIC-FLASH_1M-") and not boards["esp01"].romfs
     for name in ("wemos", "nodemcu", "esp8266-generic"):
-        assert boards[name].firmware.file.startswith("ESP8266_GENERIC-2")
+        assert boards[name].firmware.file.startswith("ESP8266_GENERIC-FLASH_2M_ROMFS-") and boards[name].romfs
+    assert boards["wemos"].pin_names["D2"] == 4 == boards["wemos"].pins["dht"]
     for board in boards.values():
         assert board.chip == "esp8266"
         assert board.firmware.url == "https://micropython.org/resources/firmware/" + board.firmware.file
@@ -70,7 +72,7 @@ def test_broken_files_name_the_board_and_key(tmp_path, mutate, expected):
 
 def test_a_pinned_sha256_is_accepted_and_normalised(tmp_path):
     data = real_data()
-    data["firmware"]["generic"]["sha256"] = "AB" * 32
+    data["firmware"][data["boards"]["wemos"]["firmware"]]["sha256"] = "AB" * 32
     board = load_boards(write(tmp_path, data))["wemos"]
     assert board.firmware.pinned and board.firmware.sha256 == "ab" * 32
 
@@ -132,3 +134,21 @@ def test_unknown_board_lists_the_choices():
     result = mpseal_cli("flash", "--board", "d1-maxi", "--dry-run")
     assert result.returncode == 1
     assert b"unknown board 'd1-maxi': choose one of esp01, esp8266-generic, nodemcu, wemos" in result.stderr
+
+
+def test_romfs_needs_an_image_with_a_romfs_partition(tmp_path):
+    data = yaml.safe_load(open(REAL_FILE))
+    data["boards"]["esp01"]["romfs"] = True
+    path = tmp_path / "boards.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError, match=r"board 'esp01', key 'romfs': .*FLASH_1M.* has no ROMFS partition"):
+        load_boards(str(path))
+
+
+def test_pin_names_must_be_gpio_numbers(tmp_path):
+    data = yaml.safe_load(open(REAL_FILE))
+    data["boards"]["wemos"]["pin_names"] = {"D2": 40}
+    path = tmp_path / "boards.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError, match=r"board 'wemos', key 'pin_names', 'D2': must be a GPIO number 0..16"):
+        load_boards(str(path))

@@ -111,6 +111,22 @@ def test_readings_taken_while_the_receiver_is_down_arrive_exactly_once(rig):
     taken = [s for s in sealed if s <= max(acked)]
     assert set(taken) <= set(stored), "readings taken while offline are missing: %s" % sorted(set(taken) - set(stored))
     assert rig.receiver.device(DEVICE)["rejected"] == 0
+    # Why the readings stayed queued: a line when the link's state changes,
+    # not one per cycle (several cycles failed; the last transport tried,
+    # HTTP, found nobody listening).
+    link = [line for line in board.lines if line.startswith("mpseal link: ")]
+    assert link[0].startswith("mpseal link: readings stay queued: no route to 127.0.0.1:%d" % rig.receiver.http_port), link
+    assert link[-1] == "mpseal link: up again, readings are delivered" and len(link) <= 4 < len(queued) + 2, link
+
+
+def test_a_refusal_that_keeps_readings_queued_is_said_once(rig):
+    # device 99 is not registered: the receiver refuses with unknown_device,
+    # a reason that can change (register the device), so readings stay queued.
+    board = rig.board(device_id=99, transports=["http"]).start()
+    board.wait_for(lambda b: len(numbers(b, "queued")) >= 4, timeout=60)
+    board.stop()
+    link = [line for line in board.lines if line.startswith("mpseal link: ")]
+    assert link == ["mpseal link: readings stay queued: refused by the receiver: unknown_device"], link
 
 
 class AckDropper:
@@ -187,3 +203,19 @@ def test_interval_mode_deep_sleeps_without_a_flash_write_per_wake(rig):
     assert (board.flash / "seq.dat").read_text() == "65 65\n"  # one reservation, not one write per wake
     wakes = [json.loads(line[6:]) for line in board.lines if line.startswith("STATS ")]
     assert [s["readings"] for s in wakes[:4]] == [1, 2, 3, 4]  # counters survive deep sleep too
+
+
+def test_real_sensors_send_real_readings_and_synthetic_ones_are_marked(rig):
+    """The simulated DHT22 and ADC stand in for the chips (hardware): the
+    readings the receiver stores carry their channels, and only the
+    synthetic sensor's carry the `synthetic` marker (docs/protocol.md)."""
+    board = rig.board(sensors=[{"type": "dht22", "pin": 4}, {"type": "battery"}], max_readings=3).start()
+    board.wait(60)
+    values = [r["value"] for r in rig.receiver.readings(DEVICE)]
+    assert len(values) == 3 and all(set(v) == {"temperature", "humidity", "battery"} for v in values), values
+    assert all(19.0 <= v["temperature"] <= 24.0 and 2.0 < v["battery"] < 4.5 for v in values), values
+    board = rig.board(max_readings=5)  # synthetic, on a fresh flash continuing the device's numbers
+    (board.flash / "seq.dat").write_text("100 100\n")  # as provisioning writes it (docs/provisioning.md)
+    board.start().wait(60)
+    marked = [r["value"] for r in rig.receiver.readings(DEVICE)][3:]
+    assert marked and all(v.get("synthetic") == 1 and "battery" not in v for v in marked), marked

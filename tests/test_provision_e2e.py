@@ -266,3 +266,32 @@ def test_provisioning_clears_the_old_queue_and_a_new_device_the_command_record(t
     else:
         assert (flash / "cmdseq.dat").read_text() == "77 77\n"  # same device, same host->device counter
         assert (flash / "seq.dat").read_text() == "1201 1201\n"  # continue_sequence raises it if needed
+
+
+def test_provision_with_sensors_then_configure_keeps_the_key(tmp_path, vboard):
+    """The issue's sequence: `--sensor dht22:D2 --sensor battery` (boards.yaml
+    pin names), then `mpseal configure` moves the board to another receiver
+    address without a new key."""
+    secrets = write_secrets(tmp_path, {"udp": 4740, "http": 8740})
+    data = yaml.safe_load(open(secrets))
+    del data["config"]["sensors"]
+    with open(secrets, "w") as f:
+        yaml.safe_dump(data, f)
+    db = str(tmp_path / "db.sqlite")
+    result = run("provision", "greenhouse", "--port", vboard["port"], "--board", "wemos", "--db", db,
+                 "--secrets", secrets, "--sensor", "dht22:D2", "--sensor", "battery")
+    assert result.returncode == 0, result.stderr
+    before = json.loads(read_flash_files(vboard["flash"])["/config.json"])
+    assert before["sensors"] == [{"type": "dht22", "pin": 4}, {"type": "battery"}]
+
+    result = run("configure", "greenhouse", "--port", vboard["port"], "--secrets", secrets,
+                 "--receiver-host", "192.168.7.2", "--udp-port", "5740")
+    assert result.returncode == 0, result.stderr
+    assert b"receiver.host '127.0.0.1' -> '192.168.7.2'" in result.stdout and b"key unchanged" in result.stdout
+    after = json.loads(read_flash_files(vboard["flash"])["/config.json"])
+    assert after["receiver"] == {"host": "192.168.7.2", "udp_port": 5740, "http_port": 8740}
+    assert {k: v for k, v in after.items() if k != "receiver"} == {k: v for k, v in before.items() if k != "receiver"}
+    assert device(db, "greenhouse")[0].master_key.hex() == after["key"]  # host and board still agree
+
+    refused = run("configure", "cellar", "--port", vboard["port"], "--secrets", secrets)
+    assert refused.returncode == 1 and b"provisioned as 'greenhouse', not 'cellar'" in refused.stderr

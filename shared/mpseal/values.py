@@ -16,6 +16,7 @@ CHANNELS = (
     (5, "light", 0),  # lux
     (6, "co2", 0),  # ppm
     (7, "rssi", 0),  # dBm of the link the board used
+    (8, "synthetic", 0),  # 1 = made-up values (the firmware's synthetic sensor), never a measurement
 )
 # type code (the high nibble) -> (bytes, struct format, lowest, highest)
 WIDTHS = ((1, ">b", -0x80, 0x7F), (2, ">h", -0x8000, 0x7FFF), (4, ">i", -0x80000000, 0x7FFFFFFF))

@@ -18,6 +18,9 @@ cfg = load(GOOD)
 assert (cfg.udp_port, cfg.http_port, cfg.interval_s, cfg.power, cfg.transports, cfg.epoch) == (4740, 8740, 60, "always-on", ["udp"], 0)
 assert cfg.key == bytes(32) and cfg.queue_max == 100
 print("ok defaults")
+cfg = load(dict(GOOD, sensors=[{"type": "dht22", "pin": 2}, {"type": "battery"}, {"type": "ds18b20", "pin": 5}]))
+assert [s["type"] for s in cfg.sensors] == ["dht22", "battery", "ds18b20"]
+print("ok sensors")
 
 BAD = (
     ("device_id", {"device_id": "3"}),
@@ -31,6 +34,10 @@ BAD = (
     ("interval_s", {"interval_s": -1}),
     ("epoch", {"epoch": 256}),
     ("sensors", {"sensors": [{"pin": 4}]}),
+    ("sensors[1].type", {"sensors": [{"type": "battery"}, {"type": "dht23", "pin": 4}]}),
+    ("sensors[0].pin", {"sensors": [{"type": "dht22"}]}),
+    ("sensors[0].pin", {"sensors": [{"type": "ds18b20", "pin": 17}]}),
+    ("sensors[0].pin", {"sensors": [{"type": "dht11", "pin": "D2"}]}),
     ("webrepl.password", {"webrepl": {"password": "far-too-long-password"}}),
     ("wifi.ssid", {"wifi": {"password": "x"}}),
 )

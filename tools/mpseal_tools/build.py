@@ -5,6 +5,9 @@ Layout on the board (and in build/<board>/):
     /lib/mpseal/*.mpy             the protocol package (shared/mpseal)
     /lib/<module>.mpy             every other firmware/ module
     manifest.json                 (not uploaded) path, size, sha256 of each file
+    romfs.img                     boards with ROMFS (boards.yaml romfs: true): the
+                                  /lib modules as a ROMFS image (romfs.py); deploy
+                                  writes it into the ROMFS partition instead of /lib
 
 /lib is on MicroPython's default sys.path, so the root stays for boot.py,
 main.py and the files the board writes itself (config.json, counters).
@@ -102,9 +105,18 @@ def sha256_file(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def build(board, out_root=None, repo_root=REPO_ROOT, progress=None, simulator=False):
+def board_has_romfs(board):
+    """boards.yaml `romfs` of `board` (False for a name it does not list)."""
+    from mpseal_tools.board.catalog import load_boards
+
+    known = load_boards()
+    return board in known and known[board].romfs
+
+
+def build(board, out_root=None, repo_root=REPO_ROOT, progress=None, simulator=False, rom=None):
     """Builds into <out_root>/<board>/ atomically (a failed build leaves the
-    previous one untouched) and returns the manifest dict."""
+    previous one untouched) and returns the manifest dict. rom: also the
+    ROMFS image (default: what boards.yaml says of the board)."""
     out_root = out_root or (BUILD_DIR if repo_root == REPO_ROOT else os.path.join(repo_root, "build"))
     out_dir = os.path.join(out_root, board)
     items = board_files(repo_root, simulator)
@@ -126,6 +138,11 @@ def build(board, out_root=None, repo_root=REPO_ROOT, progress=None, simulator=Fa
             if progress:
                 progress(index + 1, len(items), target)
         manifest = {"board": board, "simulator": simulator, "files": files}
+        if board_has_romfs(board) if rom is None else rom:
+            from mpseal_tools import romfs
+
+            manifest["romfs"] = romfs.build_image(items, staging, lambda src, out, name: compile_module(
+                src, out, name, mpy_cross, os.path.relpath(src, repo_root)))
         with open(os.path.join(staging, MANIFEST), "w") as f:
             json.dump(manifest, f, indent=1)
             f.write("\n")

@@ -8,6 +8,10 @@ Steps (the same over mpremote, ampy or WebREPL, see board_connection.py):
 5. with clean=True, remove code files (.py/.mpy) that the manifest does not
    list; data the board owns (config.json, counters) is never removed;
 6. soft reset, so boot.py and main.py run the new code.
+A build with a ROMFS image (manifest "romfs", romfs.py) goes to a board whose
+MicroPython has a ROMFS partition as that image (mpremote's romfs deploy, over
+USB serial), and the /lib files it covers are not sent (with clean=True, old
+copies are removed); any other board gets the /lib files.
 """
 import os
 import sys
@@ -58,11 +62,33 @@ class Progress:
         self.stream.flush()
 
 
+def _romfs_deploy(board, build_dir, rom, progress):
+    """Writes the ROMFS image when the board has a ROMFS partition (True),
+    else False: the /lib files are sent instead."""
+    from mpseal_tools import romfs
+
+    if not romfs.board_has_romfs(board):
+        return False
+    transport = getattr(board, "transport", None)  # mpremote's, for its romfs deploy steps
+    if transport is None:
+        raise BoardError("%s has a ROMFS partition, which only the USB serial connection (mpremote) can write: "
+                         "deploy over --port" % board.description)
+    progress.step("writing the ROMFS image (%d bytes)" % rom["size"])
+    try:
+        romfs.deploy(transport, os.path.join(build_dir, rom["path"]))
+    except romfs.RomfsError as exc:
+        raise BoardError("%s: %s" % (board.description, exc))
+    return True
+
+
 def deploy(board, build_dir, manifest, clean=False, progress=None, reset=True):
     progress = progress or Progress(enabled=False)
     report = DeployReport()
     started = time.monotonic()
     files = manifest["files"]
+    rom = manifest.get("romfs")
+    if rom and _romfs_deploy(board, build_dir, rom, progress):
+        files = [f for f in files if f["path"] not in rom["covers"]]
     progress.step("comparing %d files with %s" % (len(files), board.description))
     on_board = board.hashes([f["path"] for f in files])
     changed = [f for f in files if on_board.get(f["path"]) != f["sha256"]]

@@ -5,6 +5,9 @@ module is the board half and the order of the two.
 
 Order (so a failure never leaves host and board disagreeing silently):
 1. read the local secrets file (Wi-Fi, receiver address); refuse if missing;
+   build the whole /config.json (sensors from --sensor or the secrets file's
+   config:, transports from --transport or config:) and check every key
+   (board_config.check_config): a typo or bad value stops here, naming it;
 2. refuse to replace an existing device's key without --force;
 3. connect to the board (serial or WebREPL) before touching the database;
 4. new device: register it first (the database picks its id), then write the
@@ -19,14 +22,17 @@ import sys
 
 import yaml
 
+from mpseal.keys import MASTER_KEY_SIZE
 from mpseal_host import registry
-from mpseal_host.errors import MpsealError
+from mpseal_host.errors import MpsealError, UserError
 from mpseal_tools.board.connection import BoardError
+from mpseal_tools.board_config import ConfigCheckError, check_config, parse_sensor
 
 CONFIG_PATH = "/config.json"
 SEQ_PATH = "/seq.dat"  # the firmware's sequence reservation, "R R\n" (firmware/seqstore.py)
 PROTECTED_KEYS = ("device_id", "name", "key", "epoch")  # only provisioning decides these
 DEFAULT_TRANSPORTS = ["udp", "http"]
+DEFAULT_PIN_BOARD = "wemos"  # whose pin names (D2...) --sensor understands when --board is not given
 SECRETS_TEMPLATE = """\
 # mpseal local secrets and settings for `mpseal provision`.
 # Never commit this file: it is in .gitignore and was created mode 0600.
@@ -44,7 +50,11 @@ webrepl:
 #   transports: [udp, http]
 #   sensors: [{type: dht22, pin: 4}, {type: battery}]
 #   interval_s: 60
+# Per board, `mpseal provision NAME --sensor dht22:D2 --sensor battery` and
+# `--transport udp --transport sms` take the place of sensors/transports here.
 """
+NO_SENSORS = ("no sensors given: name the board's sensors, e.g. --sensor dht22:D2 --sensor battery (or sensors: in "
+              "the secrets file's config:); --sensor synthetic for made-up readings, marked as such")
 
 
 class ProvisionError(MpsealError):
@@ -105,22 +115,30 @@ def load_secrets(path, err=None):
     return secrets
 
 
-def board_config(device_id, name, key, epoch, secrets, transports=None):
-    """The /config.json dict (docs/design.md) for this device."""
+def board_config(device_id, name, key, epoch, secrets, transports=None, sensors=None):
+    """The /config.json dict (docs/design.md) for this device, checked
+    (ConfigCheckError names the bad key). `transports`/`sensors` (from the
+    command line) win over the secrets file's config: section."""
     wifi = secrets["wifi"]
     receiver = secrets["receiver"]
     config = {
         "device_id": device_id, "name": name, "key": key.hex(), "epoch": epoch,
-        "receiver": {"host": str(receiver["host"]), "udp_port": int(receiver.get("udp_port", 4740)),
-                     "http_port": int(receiver.get("http_port", 8740))},
-        "transports": list(transports or DEFAULT_TRANSPORTS),
+        "receiver": {"host": str(receiver["host"]), "udp_port": receiver.get("udp_port", 4740),
+                     "http_port": receiver.get("http_port", 8740)},
+        "transports": list(DEFAULT_TRANSPORTS),
         "wifi": {"ssid": str(wifi["ssid"]), "password": str(wifi.get("password") or "")},
     }
     webrepl_password = (secrets.get("webrepl") or {}).get("password")
     if webrepl_password:
         config["webrepl"] = {"password": str(webrepl_password)}
     config.update(secrets.get("config") or {})
-    return config
+    if transports:
+        config["transports"] = list(transports)
+    if sensors:
+        config["sensors"] = list(sensors)
+    if not config.get("sensors"):
+        raise ConfigCheckError("config key 'sensors': " + NO_SENSORS)
+    return check_config(config)
 
 
 def parse_seq_reservation(raw):
@@ -200,11 +218,12 @@ def open_target(port=None, host=None, secrets=None, board_name=None):
     return open_board(port=port)
 
 
-def provision(name, storage, secrets, connect, force=False, transports=None, key=None):
+def provision(name, storage, secrets, connect, force=False, transports=None, key=None, sensors=None):
     """Registers `name` with a fresh key and writes its config through
     connect() -> board connection (a context manager). Returns (Device, key)."""
     from mpseal_host.storage import StorageError
 
+    board_config(0, name, bytes(MASTER_KEY_SIZE), 0, secrets, transports, sensors)  # checked before anything is touched
     existing = storage.get_device(name)
     if existing is not None and not force:
         raise AlreadyProvisioned("device %r already exists (id %d, key epoch %d): provisioning again replaces its key, "
@@ -214,13 +233,13 @@ def provision(name, storage, secrets, connect, force=False, transports=None, key
         if existing is None:
             device = registry.register(storage, name, key)
             try:
-                write_to_board(board, board_config(device.id, name, key, 0, secrets, transports))
+                write_to_board(board, board_config(device.id, name, key, 0, secrets, transports, sensors))
             except BaseException:
                 storage.remove_device(name)  # nothing was stored under it yet
                 raise
         else:
             epoch = registry.replacement_epoch(existing)
-            write_to_board(board, board_config(existing.id, name, key, epoch, secrets, transports), existing)
+            write_to_board(board, board_config(existing.id, name, key, epoch, secrets, transports, sensors), existing)
             try:
                 registry.replace_key(storage, name, key)
             except StorageError as exc:
@@ -244,6 +263,22 @@ def receiver_host_warning(host):
     return None
 
 
+def board_choices(args):
+    """(transports, sensors) from --transport / --sensor, checked against the
+    board (boards.yaml; wemos's pin names when --board is not given)."""
+    from mpseal_tools.board.catalog import get_board
+
+    board = get_board(args.board or DEFAULT_PIN_BOARD)
+    transports = list(args.transport or [])
+    if args.board:
+        refused = [t for t in transports if t not in board.transports]
+        if refused:  # never dropped silently: the user asked for it
+            raise UserError("--transport %s: the %s board has no such transport (boards.yaml: %s)"
+                            % (", ".join(refused), board.name, ", ".join(board.transports)))
+    sensors = [parse_sensor(text, board) for text in args.sensor or []]
+    return transports or None, sensors or None
+
+
 def cli(args):
     from mpseal_host.commands.options import open_db
 
@@ -251,17 +286,12 @@ def cli(args):
     warning = receiver_host_warning(secrets["receiver"]["host"])
     if warning:
         print("mpseal: warning: %s" % warning, file=sys.stderr)
-    transports = None
-    if args.board:
-        from mpseal_tools.board.catalog import get_board
-
-        board = get_board(args.board)
-        transports = [t for t in DEFAULT_TRANSPORTS if t in board.transports]
+    transports, sensors = board_choices(args)
     storage = open_db(args, create=True)
     try:
         device, key = provision(args.name, storage, secrets,
                                 lambda: open_target(args.port, args.host, secrets, args.board),
-                                force=args.force, transports=transports)
+                                force=args.force, transports=transports, sensors=sensors)
     finally:
         storage.close()
     where = "WebREPL at %s" % args.host if args.host else "serial port %s" % (args.port or "(detected)")

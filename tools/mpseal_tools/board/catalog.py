@@ -31,6 +31,13 @@ IMAGE_MIN_FLASH = (("FLASH_512K", FLASH_SIZES["512KB"]), ("FLASH_1M", FLASH_SIZE
 STANDARD_IMAGE_MIN_FLASH = FLASH_SIZES["2MB"]
 BOARD_KEYS = ("description", "chip", "flash_size", "flash_mode", "flash_freq", "flash_baud", "repl_baud",
               "firmware", "usb_ids", "pins", "transports")
+# Optional board keys: romfs (bool, default false): the board's image has a
+# ROMFS partition (MicroPython >= 1.25 FLASH_2M_ROMFS), so `mpseal build`
+# makes build/<board>/romfs.img and deploy writes it there (romfs.py).
+# pin_names: the names printed on the board ("D2") -> GPIO numbers, for
+# `mpseal provision --sensor dht22:D2`.
+OPTIONAL_BOARD_KEYS = ("romfs", "pin_names")
+ROMFS_IMAGE_MARKER = "ROMFS"  # micropython.org names its ROMFS variants so: ESP8266_GENERIC-FLASH_2M_ROMFS-...
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 USB_ID_RE = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{4})$")
 
@@ -68,6 +75,8 @@ class Board:
     usb_ids: tuple  # ((vid, pid), ...) as ints
     pins: dict = field(hash=False)
     transports: tuple
+    romfs: bool = False
+    pin_names: dict = field(default_factory=dict, hash=False)
 
     @property
     def flash_size_bytes(self):
@@ -158,8 +167,8 @@ def _load_board(check, name, raw, images):
         if key not in raw:
             check.fail(where, "key %r is missing" % key)
     for key in raw:
-        if key not in BOARD_KEYS:
-            check.fail(where, "unknown key %r (known: %s)" % (key, ", ".join(BOARD_KEYS)))
+        if key not in BOARD_KEYS + OPTIONAL_BOARD_KEYS:
+            check.fail(where, "unknown key %r (known: %s)" % (key, ", ".join(BOARD_KEYS + OPTIONAL_BOARD_KEYS)))
 
     def at(key):
         return "%s, key %r" % (where, key)
@@ -185,7 +194,19 @@ def _load_board(check, name, raw, images):
         check.fail(at("transports"), "must be a non-empty list (choices: %s)" % ", ".join(TRANSPORTS))
     for transport in transports:
         check.choice(at("transports"), transport, TRANSPORTS)
+    romfs = raw.get("romfs", False)
+    if not isinstance(romfs, bool):
+        check.fail(at("romfs"), "must be true or false (got %r)" % (romfs,))
+    if romfs and ROMFS_IMAGE_MARKER not in image.file:
+        check.fail(at("romfs"), "%s has no ROMFS partition: use a %s image (MicroPython >= 1.25) or romfs: false"
+                   % (image.file, ROMFS_IMAGE_MARKER))
+    pin_names = check.mapping(at("pin_names"), raw.get("pin_names", {}))
+    for pin_name, gpio in pin_names.items():
+        if isinstance(gpio, bool) or not isinstance(gpio, int) or not 0 <= gpio <= MAX_GPIO:
+            check.fail(at("pin_names") + ", %r" % pin_name, "must be a GPIO number 0..%d (got %r)" % (MAX_GPIO, gpio))
     return Board(
+        romfs=romfs,
+        pin_names={str(k): v for k, v in pin_names.items()},
         name=name,
         description=check.text(at("description"), raw["description"]),
         chip=check.choice(at("chip"), raw["chip"], CHIPS),

@@ -1,4 +1,4 @@
-"""flash, monitor, provision: thin CLI shells over library calls (rotate-key, which
+"""flash, monitor, provision, configure: thin CLI shells over library calls (rotate-key, which
 never touches a board, is a host command: mpseal_host/commands/keys.py).
 
 Library modules are imported inside each command so that `mpseal --help`
@@ -35,6 +35,12 @@ def cmd_provision(args):
     return provision.cli(args)
 
 
+def cmd_configure(args):
+    from mpseal_tools import configure
+
+    return configure.cli(args)
+
+
 def register(subparsers):
     p = subparsers.add_parser("flash", help="erase a board and write MicroPython onto it (esptool)")
     p.add_argument("--board", default="wemos", help="board name from boards.yaml (default wemos)")
@@ -56,10 +62,28 @@ def register(subparsers):
     target = p.add_mutually_exclusive_group()
     target.add_argument("--port", help="serial port of the board")
     target.add_argument("--host", help="address of the board's WebREPL (host or host:port)")
-    p.add_argument("--board", default=None, help="board name from boards.yaml (port detection, transports)")
+    p.add_argument("--board", default=None, help="board name from boards.yaml (port detection, transports, pin names)")
+    p.add_argument("--sensor", action="append", metavar="TYPE[:PIN]",
+                   help="a sensor on the board (repeatable): dht22:D2, dht11:4, ds18b20:D5, battery, battery:4.2, "
+                        "synthetic (made-up readings, marked as such); pin names from boards.yaml")
+    p.add_argument("--transport", action="append", metavar="NAME",
+                   help="a transport, in the order tried (repeatable): udp, http, sms, ... (default: the secrets "
+                        "file's config: transports, else udp then http)")
     p.add_argument("--force", action="store_true", help="replace the key of a device that already exists")
     p.add_argument("--show-key", action="store_true", help="print the new key (it is never printed otherwise)")
     add_db_option(p)
     p.add_argument("--secrets", default=DEFAULT_SECRETS, help="local secrets file (default ./%s)" % DEFAULT_SECRETS)
     p.set_defaults(func=cmd_provision)
 
+    p = subparsers.add_parser("configure", help="change a provisioned board's Wi-Fi and receiver address (key kept)")
+    p.add_argument("name", nargs="?", help="device name: refused if the board is provisioned as another one")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--port", help="serial port of the board")
+    target.add_argument("--host", help="address of the board's WebREPL (host or host:port)")
+    p.add_argument("--board", default=None, help="board name from boards.yaml (port detection)")
+    p.add_argument("--receiver-host", help="receiver address as the board sees it (default: the secrets file's)")
+    p.add_argument("--udp-port", type=int, help="receiver UDP port (default: the secrets file's)")
+    p.add_argument("--http-port", type=int, help="receiver HTTP port (default: the secrets file's)")
+    p.add_argument("--wifi-ssid", help="Wi-Fi network (default: the secrets file's; the password is always taken from it)")
+    p.add_argument("--secrets", default=DEFAULT_SECRETS, help="local secrets file (default ./%s)" % DEFAULT_SECRETS)
+    p.set_defaults(func=cmd_configure)

