@@ -114,11 +114,10 @@ class App:
         d = self.downlink
         d.awaiting = seq
         why = self.why
-        last = None  # the last transport tried: its `why` is the reason a packet stays queued
+        transport = None  # after the loop: the last one tried, whose `why` says why the packet stays queued
         status_led.light(True)
         try:
             for transport in self.transports:
-                last = transport
                 reply = transport.send(packet)
                 c.sent += 1
                 if reply is not None:
@@ -129,12 +128,11 @@ class App:
                         self.log("acked %d via %s" % (seq, transport.name))
                         why = None
                         return _ACKED
-                    transport.why = "no valid ack for %d (bad_replies, stale_acks count why)" % seq
                 elif getattr(transport, "rejected", None):  # refused for good (transport_http)
                     c.rejected += 1
                     self.log("rejected %d: %s" % (seq, transport.rejected))
                     return _REJECTED
-            why = "readings stay queued: %s" % (getattr(last, "why", None) or "no ack came back")
+            why = getattr(transport, "why", None) or "no ack came back"  # a reply that did not open: bad_replies, stale_acks
             return _KEEP
         finally:
             d.awaiting = None  # from now on an ack names nothing we wait for
@@ -144,7 +142,7 @@ class App:
             # they are delivered again; never one per cycle.
             if why != self.why:
                 self.why = why
-                print("mpseal link: %s" % (why or "up again, readings are delivered"))  # > 10 characters: not interned
+                print("mpseal link: readings stay queued: %s" % why if why else "mpseal link: up again, readings are delivered")
 
     def queue(self, seq, packet):
         self.outbox.push(seq, packet)

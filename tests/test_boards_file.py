@@ -141,7 +141,7 @@ def test_romfs_needs_an_image_with_a_romfs_partition(tmp_path):
     data["boards"]["esp01"]["romfs"] = True
     path = tmp_path / "boards.yaml"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(UserError, match=r"board 'esp01', key 'romfs': .*FLASH_1M.* has no ROMFS partition"):
+    with pytest.raises(BoardFileError, match=r"board 'esp01', key 'romfs': .*FLASH_1M.* has no ROMFS partition"):
         load_boards(str(path))
 
 
@@ -150,5 +150,5 @@ def test_pin_names_must_be_gpio_numbers(tmp_path):
     data["boards"]["wemos"]["pin_names"] = {"D2": 40}
     path = tmp_path / "boards.yaml"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(UserError, match=r"board 'wemos', key 'pin_names', 'D2': must be a GPIO number 0..16"):
+    with pytest.raises(BoardFileError, match=r"board 'wemos', key 'pin_names', 'D2': must be a GPIO number 0..16"):
         load_boards(str(path))

@@ -287,6 +287,7 @@ def cli(args):
     if warning:
         print("mpseal: warning: %s" % warning, file=sys.stderr)
     transports, sensors = board_choices(args)
+    board_config(0, args.name, bytes(MASTER_KEY_SIZE), 0, secrets, transports, sensors)  # before any database is made
     storage = open_db(args, create=True)
     try:
         device, key = provision(args.name, storage, secrets,
