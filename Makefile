@@ -82,7 +82,7 @@ flash: $(STAMP)
 	$(BIN)/mpseal flash --board $(BOARD) $(if $(PORT),--port $(PORT)) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(if $(DRY_RUN),--dry-run)
 
 provision: $(STAMP)
-	$(BIN)/mpseal provision $(DEVICE) $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST)) $(if $(FORCE),--force)
+	$(BIN)/mpseal provision $(DEVICE) $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST)) $(if $(filter command line,$(origin BOARD)),--board $(BOARD)) $(foreach s,$(SENSORS),--sensor $(s)) $(if $(FORCE),--force)
 
 monitor: $(STAMP)
 	$(BIN)/mpseal monitor $(if $(PORT),--port $(PORT))
