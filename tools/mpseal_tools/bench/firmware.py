@@ -225,8 +225,8 @@ def report_boards():
         for sensors in ([{"type": "synthetic"}], [{"type": "dht22", "pin": board.pins.get("dht", 4)}, {"type": "battery"}]):
             config = {"device_id": 1, "key": key.hex(), "receiver": {"host": "127.0.0.1"}, "sensors": sensors}
             value = boot_free(config, board.romfs)
-            free.append("%6s" % value if value is not None else "  none (MemoryError at boot)")
-        print("  %-16s %-6s free after boot: synthetic %s bytes, dht22+battery %s bytes" % (board.name, way, free[0], free[1]))
+            free.append("%6d bytes" % value if value is not None else "MemoryError at boot")
+        print("  %-16s %-6s free after boot: synthetic %s, dht22+battery %s" % (board.name, way, free[0], free[1]))
 
 
 def main(argv=None):
