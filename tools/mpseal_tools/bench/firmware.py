@@ -252,13 +252,13 @@ def main(argv=None):
             label = "%-22s %-6s" % (name, way)
             if free is None:
                 print("  %s FAILED: MemoryError at boot under %s" % (label, heap), flush=True)
-                failed.append(label.replace("  ", ""))
+                failed.append(" ".join(label.split()))
                 continue
             code, stats, lines = run_board(heap, readings, acker, key, progress=False, config=name, rom=rom)
             if not ran_all(code, stats, readings):
                 errors = [line for line in lines if "Error" in line]
                 print("  %s FAILED after boot (free %d): %s" % (label, free, errors[-1] if errors else stats), flush=True)
-                failed.append(label.replace("  ", ""))
+                failed.append(" ".join(label.split()))
                 continue
             print("  %s %5d readings: free after boot %5d, heap high-water %5d, retained %5d bytes, %4d us/reading"
                   % (label, readings, free, stats["heap_high"], stats["heap_live"], stats["run_ms"] * 1000 // readings), flush=True)
