@@ -22,7 +22,8 @@ def place(tmp_path):
 
 CASES = [
     ("provision, db in a missing folder",
-     ["provision", "x", "--db", "{p}/nonexistent/dir/x.sqlite", "--secrets", "{p}/secrets.yaml", "--port", "/dev/null"],
+     ["provision", "x", "--db", "{p}/nonexistent/dir/x.sqlite", "--secrets", "{p}/secrets.yaml", "--port", "/dev/null",
+      "--sensor", "battery"],
      "cannot open database", "--db"),
     ("devices list, db in a missing folder", ["devices", "list", "--db", "{p}/nonexistent/x.sqlite"], "no receiver database", "--db"),
     ("stats, typo in the db path", ["stats", "--db", "{p}/typo.sqlite"], "no receiver database", "--db"),
