@@ -6,14 +6,23 @@
 #
 # Usage: micropython vboard_agent.py FLASH_IMAGE BLOCK_COUNT REPLY_FD
 #
-# Requests arrive on stdin:   b"<kind> <length>\n" + payload
-#   boot  b"1"|b"0"  mount flash, run boot.py, and main.py when b"1" (friendly REPL)
-#   exec  code       raw REPL: compile as a file, run, reply the traceback text
-#   line  code       friendly REPL: compile as 'single' (echoes expression values)
-#   put   path\0data WebREPL put: write a file, reply the errno (0 = ok)
-#   get   path       WebREPL get: reply the file's bytes
+# Requests arrive on stdin:   b"<kind> <seq> <length>\n" + payload
+#   boot   b"1"|b"0"  mount flash, run boot.py, and main.py when b"1" (friendly REPL)
+#   exec   code       raw REPL: compile as a file, run, reply the traceback text
+#   line   code       friendly REPL: compile as 'single' (echoes expression values)
+# WebREPL file transfers, streamed (one open file at a time, as modwebrepl):
+#   popen  path       open for writing (truncates, as modwebrepl's "wb")
+#   pwrite data       append a chunk (a few KB: memory stays bounded)
+#   pclose -          close; ENOSPC at the final flush is reported here
+#   pabort path       close if open and remove the file: a failed put leaves no partial file
+#   gopen  path       open for reading
+#   gread  n          the next n bytes at most (b"" at the end)
+#   gclose -          close
 # Replies go to REPLY_FD (not stdout, which is the board's console):
-#   b"<status> <length>\n" + payload   status: hello (once, at start) | done | ok | err
+#   b"<status> <seq> <length>\n" + payload   status: hello (once, seq 0) | done | ok | err
+# err carries the errno. The host ignores a reply whose seq is not the request
+# it waits for, so a reply repeated after a late Ctrl-C cannot be mistaken for
+# the next request's.
 # Program output goes straight to stdout, unbuffered, like a UART.
 import io
 import os
@@ -50,24 +59,40 @@ class FileBlockDevice:
         return 0  # init, deinit, sync, erase: nothing to do for a file
 
 
+seq = b"0"  # of the request being served
+
+
 def reply(status, payload=b""):
-    message = b"%s %d\n" % (status.encode(), len(payload)) + payload
-    while True:
+    message = b"%s %s %d\n" % (status.encode(), seq, len(payload)) + payload
+    sent = False
+    while not sent:
         try:  # a late Ctrl-C must not swallow the reply the host waits for
             ctl.write(message)
-            return
+            sent = True
         except KeyboardInterrupt:
-            pass
+            pass  # may come after the write: the host drops a repeated reply by its seq
 
 
 def read_exactly(n):
+    # A Ctrl-C while a request is still arriving must not lose its bytes (the
+    # stream would be out of step): the read is retried, the interrupt dropped.
     data = b""
     while len(data) < n:
-        chunk = requests.read(n - len(data))
-        if not chunk:
-            raise SystemExit(0)  # the host went away: power off
-        data += chunk
+        try:
+            chunk = requests.read(n - len(data))
+            data += chunk
+            if not chunk:
+                raise SystemExit(0)  # the host went away: power off
+        except KeyboardInterrupt:
+            pass
     return data
+
+
+def read_header():
+    line = b""
+    while not line.endswith(b"\n"):
+        line += read_exactly(1)
+    return line
 
 
 def traceback_text(exc):
@@ -130,40 +155,85 @@ def handle(kind, payload):
         if error:
             sys.stdout.write(error)
         reply("done")
-    elif kind == b"put":
-        nul = payload.find(b"\0")
+    elif kind in TRANSFERS:
         try:
-            with open(payload[:nul].decode(), "wb") as f:
-                f.write(payload[nul + 1:])
-            reply("ok", b"0")
+            reply("ok", TRANSFERS[kind](payload) or b"")
         except OSError as exc:
-            reply("err", str(exc.errno).encode())
-    elif kind == b"get":
-        try:
-            with open(payload.decode(), "rb") as f:
-                reply("ok", f.read())
-        except OSError as exc:
-            reply("err", str(exc.errno).encode())
+            reply("err", str(exc.errno or EIO).encode())
     else:
-        reply("err", b"unknown request")
+        reply("err", b"22")  # EINVAL
 
 
-def main():
-    mount_flash(sys.argv[1], int(sys.argv[2]))
-    reply("hello")  # the interpreter runs: from now on Ctrl-C (SIGINT) is a KeyboardInterrupt
+EIO = 5
+transfer = [None]  # the open file of a WebREPL put/get
+
+
+def _close():
+    f, transfer[0] = transfer[0], None
+    if f is not None:
+        f.close()
+
+
+def _open(path, mode):
+    _close()
+    transfer[0] = open(path.decode(), mode)
+
+
+def _current():
+    if transfer[0] is None:
+        raise OSError(EIO)  # e.g. the board was reset during the transfer
+    return transfer[0]
+
+
+def _abort(path):
+    try:
+        _close()
+    except OSError:
+        pass  # closing a file on a full flash may fail again: it is removed anyway
+    try:
+        os.remove(path.decode())
+    except OSError:
+        pass
+
+
+TRANSFERS = {
+    b"popen": lambda path: _open(path, "wb"),
+    b"pwrite": lambda data: _current().write(data) and None,
+    b"pclose": lambda _: _close(),
+    b"pabort": _abort,
+    b"gopen": lambda path: _open(path, "rb"),
+    b"gread": lambda n: _current().read(int(n)),
+    b"gclose": lambda _: _close(),
+}
+
+
+def serve_one():
+    global seq
+    kind, seq, length = read_header().split()
+    payload = read_exactly(int(length))
+    try:
+        handle(kind, payload)
+    except Exception as exc:  # noqa: BLE001 - e.g. MemoryError: answer, keep running
+        reply("err", str(getattr(exc, "errno", EIO) or EIO).encode())
+
+
+def serve_forever():
+    # A Ctrl-C (SIGINT) that lands outside the user's code -- after the program
+    # finished, while waiting for the next request -- is ignored, as at an idle
+    # prompt. MicroPython raises it at any backward jump, so every loop here
+    # sits inside a try; the host sends at most one per request.
     while True:
         try:
-            header = requests.readline()
-            if not header:
-                return
-            kind, length = header.split()
-            payload = read_exactly(int(length))
+            while True:
+                serve_one()
         except KeyboardInterrupt:
-            continue  # Ctrl-C with nothing running: ignored, as at an idle prompt
-        try:
-            handle(kind, payload)
-        except Exception as exc:  # noqa: BLE001 - e.g. MemoryError reading a big file: answer, keep running
-            reply("err", str(getattr(exc, "errno", 5) or 5).encode())
+            pass
 
 
-main()
+mount_flash(sys.argv[1], int(sys.argv[2]))
+reply("hello")  # the interpreter runs: from now on Ctrl-C (SIGINT) is a KeyboardInterrupt
+while True:
+    try:
+        serve_forever()
+    except KeyboardInterrupt:
+        pass

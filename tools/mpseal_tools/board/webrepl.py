@@ -242,6 +242,12 @@ class WebReplConnection(BoardConnection):
 
     def close(self):
         try:
+            # Leave the raw REPL, as mpremote does on exit: the next user of the
+            # console (serial or WebREPL) finds the friendly REPL.
+            self._write_console(b"\r\x02")
+        except Exception:  # noqa: BLE001 - the session may already be gone; closing goes on
+            pass
+        try:
             self._session.__exit__(None, None, None)
         except (OSError, socket.error):
             pass

@@ -89,6 +89,8 @@ class Cpu:
         self.queue = []  # (kind, payload, callback)
         self.current = None
         self.reply_buf = b""
+        self.seq = 0  # numbers requests; a reply names the one it answers
+        self.interrupted_seq = None
 
     def start(self):
         reply_r, reply_w = os.pipe()
@@ -136,15 +138,20 @@ class Cpu:
         if not self.ready:
             self.interrupt_pending = True  # delivered once the interpreter can take it
         elif self.proc and self.current and self.current[0] in ("exec", "line", "boot"):
-            self.proc.send_signal(signal.SIGINT)
+            # One SIGINT per program: a second one could land after the program
+            # ended (mpremote sends Ctrl-C twice), where it can only do harm.
+            if self.interrupted_seq != self.seq:
+                self.interrupted_seq = self.seq
+                self.proc.send_signal(signal.SIGINT)
 
     def _next(self):
         if self.current or not self.queue or not self.proc:
             return
         self.current = self.queue.pop(0)
         kind, payload, _ = self.current
+        self.seq += 1
         try:
-            self.proc.stdin.write(b"%s %d\n" % (kind.encode(), len(payload)) + payload)
+            self.proc.stdin.write(b"%s %d %d\n" % (kind.encode(), self.seq, len(payload)) + payload)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             pass  # the crash is reported by _read_replies seeing EOF
@@ -189,7 +196,7 @@ class Cpu:
         self.reply_buf += data
         while b"\n" in self.reply_buf:
             header, rest = self.reply_buf.split(b"\n", 1)
-            status, length = header.split()
+            status, seq, length = header.split()
             length = int(length)
             if len(rest) < length:
                 return
@@ -201,6 +208,8 @@ class Cpu:
                     self.interrupt_pending = False
                     self.interrupt()
                 continue
+            if self.current is None or int(seq) != self.seq:
+                continue  # a reply repeated after a late Ctrl-C (see vboard_agent.reply)
             _kind, _payload, callback = self.current
             self.current = None
             callback(status.decode(), payload)
@@ -281,6 +290,8 @@ class VirtualBoard:
         self.log("vboard: serial bytes received %d, sent %d" % (self.wire_in, self.wire_out))
         self.cpu.stop()
         if self.webrepl_server:
+            for session in list(self.webrepl_sessions):
+                session.writer.close()  # else wait_closed() waits for the client to leave
             self.webrepl_server.close()
             await self.webrepl_server.wait_closed()
         self.loop.remove_reader(self.master)
@@ -302,6 +313,9 @@ class VirtualBoard:
     def _crashed(self, code):
         self.log("vboard: MicroPython exited with code %s; resetting the board" % code)
         self.console_busy = False
+        # A crash is a hard reset on a board (watchdog): it comes up in the
+        # friendly REPL and runs main.py, whatever mode the REPL was in.
+        self.mode = FRIENDLY
         self._power_on(b"\r\nvboard: MicroPython exited (code %s), soft reboot\r\n" % str(code).encode())
 
     def soft_reset(self):
