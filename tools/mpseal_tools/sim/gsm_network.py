@@ -55,8 +55,8 @@ class StoredSms:
         self.report = report  # (reference, submitted, delivered) for a status report
 
 
-def now():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+def now(timezone=None):
+    return datetime.datetime.now(timezone or datetime.timezone.utc).replace(microsecond=0)
 
 
 def scts_text(when):
@@ -155,7 +155,8 @@ class Network:
     Endpoints have receive_sms(message) -> bool (False: storage full) and
     may have status_report(message, delivered_at)."""
 
-    def __init__(self):
+    def __init__(self, timezone=None):
+        self.timezone = timezone  # of the service centre's time stamps (UTC when None)
         self.endpoints = {}
         self.pending = []  # Messages waiting for space
         self.undeliverable = []
@@ -169,6 +170,7 @@ class Network:
     def submit(self, sender, destination, text, message=None):
         message = message or Message(sender, destination, text)
         message.sender = sender
+        message.submitted = now(self.timezone)
         with self.lock:
             self.pending.append(message)
             self.flush()
@@ -184,6 +186,6 @@ class Network:
                     self.delivered.append((message.sender, message.destination, message.text))
                     origin = self.endpoints.get(message.sender)
                     if message.status_report and hasattr(origin, "status_report"):
-                        origin.status_report(message, now())
+                        origin.status_report(message, now(self.timezone))
                 else:
                     self.pending.append(message)

@@ -262,7 +262,8 @@ class SimModem:
             if not free:
                 return False
             index = free[0]
-            self.storage[index] = StoredSms(index, 0, message.sender, message.text, now(),
+            when = now(self.network.timezone if self.network is not None else None)
+            self.storage[index] = StoredSms(index, 0, message.sender, message.text, when,
                                             message.alphabet, message.udh)
             if self.cnmi_mt in (1, 2):
                 self._urc(b'+CMTI: "SM",%d' % index)
