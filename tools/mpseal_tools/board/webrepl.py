@@ -83,8 +83,19 @@ class WebReplConnection(BoardConnection):
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise BoardError("cannot reach WebREPL at %s: %s (check HOST and that you are on the board's "
                              "network)" % (self.description, exc))
+        self._limit_sends()
         self._login(password)
         self._enter_raw_repl()
+
+    def _limit_sends(self):
+        """A send to a board that stopped reading fails after REPLY_TIMEOUT_S
+        instead of blocking forever (receives have their own timeouts; the
+        websockets library has none for sends, so the socket gets one)."""
+        try:
+            seconds = struct.pack("ll", REPLY_TIMEOUT_S, 0)  # struct timeval
+            self.ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, seconds)
+        except (AttributeError, OSError):
+            pass  # not on this platform: sends then wait as long as TCP does
 
     # ---- frames ----
     def _receive(self, timeout):
@@ -196,7 +207,7 @@ class WebReplConnection(BoardConnection):
                 if progress:
                     progress(min(start + CHUNK, len(data)), len(data))
             code = self._response()
-        except (ConnectionClosed, BoardError):
+        except (ConnectionClosed, BoardError, OSError):
             # A real modwebrepl has no error reply: a failed write ends the session.
             raise BoardError("%s dropped the connection while writing %s (%d bytes): is its flash full?"
                              % (self.description, path, len(data)))
