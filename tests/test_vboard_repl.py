@@ -9,6 +9,9 @@ import serial
 from vboard_helpers import RunningVBoard
 
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
+# Deadlines, not expectations of speed: a loaded machine may take seconds to
+# start a MicroPython child; a wrong answer fails at once, only a hang waits.
+DEADLINE_S = 30
 
 
 @pytest.fixture
@@ -20,12 +23,12 @@ def board(tmp_path):
 
 @pytest.fixture
 def tty(board):
-    s = serial.Serial(board.port, 115200, timeout=5)
+    s = serial.Serial(board.port, 115200, timeout=DEADLINE_S)
     yield s
     s.close()
 
 
-def read_until(s, marker, timeout=5.0):
+def read_until(s, marker, timeout=DEADLINE_S):
     data = b""
     deadline = time.monotonic() + timeout
     while not data.endswith(marker) and time.monotonic() < deadline:
