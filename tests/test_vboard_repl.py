@@ -85,7 +85,7 @@ def test_raw_paste_mode_with_flow_control(tty):
 
 def test_soft_reset_reruns_boot_py_and_forgets_globals(tty):
     enter_raw(tty)
-    raw_exec(tty, b"f = open('boot.py', 'w'); f.write('print(\"booted\")'); f.close(); y = 1")
+    assert raw_exec(tty, b"f = open('boot.py', 'w'); f.write('print(\"booted\")'); f.close(); y = 1") == (b"", b"")
     tty.write(b"\x04")  # Ctrl-D on an empty raw REPL line: soft reset
     data = read_until(tty, RAW_BANNER)
     assert data.startswith(b"OK\r\nMPY: soft reboot\r\n") and b"booted" in data
@@ -95,7 +95,7 @@ def test_soft_reset_reruns_boot_py_and_forgets_globals(tty):
 
 def test_friendly_repl_soft_reset_runs_main_and_ctrl_c_interrupts_it(tty):
     enter_raw(tty)
-    raw_exec(tty, b"f = open('main.py', 'w'); f.write('import time\\nprint(\"main\")\\nwhile True:\\n time.sleep(0.05)\\n'); f.close()")
+    assert raw_exec(tty, b"f = open('main.py', 'w'); f.write('import time\\nprint(\"main\")\\nwhile True:\\n time.sleep(0.05)\\n'); f.close()") == (b"", b"")
     tty.write(b"\x02")
     read_until(tty, b">>> ")
     tty.write(b"\x04")

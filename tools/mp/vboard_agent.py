@@ -6,7 +6,8 @@
 #
 # Usage: micropython vboard_agent.py FLASH_IMAGE BLOCK_COUNT REPLY_FD
 #
-# Requests arrive on stdin:   b"<kind> <seq> <length>\n" + payload
+# Requests arrive on stdin:   b"\0<kind> <seq> <length>\n" + payload
+# (the leading NUL may be lost to a Ctrl-C, see below)
 #   boot   b"1"|b"0"  mount flash, run boot.py, and main.py when b"1" (friendly REPL)
 #   exec   code       raw REPL: compile as a file, run, reply the traceback text
 #   line   code       friendly REPL: compile as 'single' (echoes expression values)
@@ -20,9 +21,23 @@
 #   gclose -          close
 # Replies go to REPLY_FD (not stdout, which is the board's console):
 #   b"<status> <seq> <length>\n" + payload   status: hello (once, seq 0) | done | ok | err
+#   b"run <seq> 0\n" just before the user's code of boot/exec/line starts.
 # err carries the errno. The host ignores a reply whose seq is not the request
-# it waits for, so a reply repeated after a late Ctrl-C cannot be mistaken for
-# the next request's.
+# it waits for.
+#
+# Ctrl-C is SIGINT, which MicroPython raises as KeyboardInterrupt at the next
+# backward jump, wherever that is. The host sends it only after "run <seq>"
+# and at most once per request, so it lands in the user's code or, when that
+# just ended, in this agent's code before the next request's header has been
+# read (it is handled when the read of those bytes returns). The unix port
+# raises it asynchronously, from the signal handler: when the signal and the
+# next request's first byte reach a read at the same moment, Linux returns the
+# byte and the handler then throws it away -- so every request starts with a
+# NUL that may be lost (one signal, at most one byte). Every step of
+# the loop below is therefore restartable: bytes read go straight into a
+# global buffer, the request being served and its reply live in globals, the
+# reply is written in pieces no bigger than PIPE_BUF (atomic) with the offset
+# kept, and a request whose program already started is never run twice.
 # Program output goes straight to stdout, unbuffered, like a UART.
 import io
 import os
@@ -32,7 +47,10 @@ BLOCK_SIZE = 4096  # the ESP8266's flash sector; MicroPython's FlashBdev uses it
 
 # Opened before the flash replaces "/", while /dev is still reachable.
 ctl = open("/dev/fd/" + sys.argv[3], "wb")
-requests = sys.stdin.buffer
+# The request pipe as a plain file: its reads retry EINTR without consuming a byte
+# (sys.stdin.buffer on the unix port can take a byte and then raise the
+# pending KeyboardInterrupt, losing it).
+requests = open("/dev/fd/0", "rb")
 
 
 class FileBlockDevice:
@@ -59,40 +77,45 @@ class FileBlockDevice:
         return 0  # init, deinit, sync, erase: nothing to do for a file
 
 
-seq = b"0"  # of the request being served
+PIPE_BUF = 4096  # Linux: a pipe write up to this size is all or nothing
+inbuf = bytearray()  # request bytes read and not consumed yet
+S = {"req": None, "started": False, "result": None, "msg": None, "sent": 0}
+
+
+def write_all(message):
+    """Writes message to the host whatever Ctrl-C does; resumes where it stopped."""
+    while S["sent"] < len(message):
+        piece = message[S["sent"]:S["sent"] + PIPE_BUF]
+        ctl.write(piece); S["sent"] += len(piece)  # noqa: E702 - no jump between them: no KeyboardInterrupt
 
 
 def reply(status, payload=b""):
-    message = b"%s %s %d\n" % (status.encode(), seq, len(payload)) + payload
-    sent = False
-    while not sent:
-        try:  # a late Ctrl-C must not swallow the reply the host waits for
-            ctl.write(message)
-            sent = True
-        except KeyboardInterrupt:
-            pass  # may come after the write: the host drops a repeated reply by its seq
+    # Outside the request loop: only "hello", before any Ctrl-C can come.
+    S["sent"] = 0
+    write_all(b"%s 0 %d\n" % (status.encode(), len(payload)) + payload)
+    S["sent"] = 0
 
 
-def read_exactly(n):
-    # A Ctrl-C while a request is still arriving must not lose its bytes (the
-    # stream would be out of step): the read is retried, the interrupt dropped.
-    data = b""
-    while len(data) < n:
-        try:
-            chunk = requests.read(n - len(data))
-            data += chunk
-            if not chunk:
-                raise SystemExit(0)  # the host went away: power off
-        except KeyboardInterrupt:
-            pass
-    return data
+def announce_run():
+    # Short (below PIPE_BUF) and sent before any SIGINT for this request: one write.
+    ctl.write(b"run %s 0\n" % S["req"][1])
 
 
-def read_header():
-    line = b""
-    while not line.endswith(b"\n"):
-        line += read_exactly(1)
-    return line
+def take_request():
+    while b"\n" not in inbuf:
+        before = len(inbuf)
+        inbuf.extend(requests.read(1))
+        if len(inbuf) == before:
+            raise SystemExit(0)  # the host went away: power off
+    end = inbuf.index(b"\n")
+    kind, seq, length = bytes(inbuf[:end]).lstrip(b"\0").split()
+    total = end + 1 + int(length)
+    while len(inbuf) < total:  # no Ctrl-C comes now: the payload is read in one go
+        before = len(inbuf)
+        inbuf.extend(requests.read(total - len(inbuf)))
+        if len(inbuf) == before:
+            raise SystemExit(0)
+    S["req"] = (kind, seq, bytes(inbuf[end + 1:total])); inbuf[0:total] = b""  # noqa: E702 - together
 
 
 def traceback_text(exc):
@@ -143,25 +166,28 @@ def run_file_if_exists(name):
 
 
 def handle(kind, payload):
+    """(status, payload) of one request."""
     if kind == b"boot":
+        announce_run()
         run_file_if_exists("boot.py")
         if payload == b"1":
             run_file_if_exists("main.py")
-        reply("done")
-    elif kind == b"exec":
-        reply("done", run_source(payload.decode(), "exec").encode())
-    elif kind == b"line":
+        return "done", b""
+    if kind == b"exec":
+        announce_run()
+        return "done", run_source(payload.decode(), "exec").encode()
+    if kind == b"line":
+        announce_run()
         error = run_source(payload.decode(), "single")
         if error:
             sys.stdout.write(error)
-        reply("done")
-    elif kind in TRANSFERS:
+        return "done", b""
+    if kind in TRANSFERS:
         try:
-            reply("ok", TRANSFERS[kind](payload) or b"")
+            return "ok", TRANSFERS[kind](payload) or b""
         except OSError as exc:
-            reply("err", str(exc.errno or EIO).encode())
-    else:
-        reply("err", b"22")  # EINVAL
+            return "err", str(exc.errno or EIO).encode()
+    return "err", b"22"  # EINVAL
 
 
 EIO = 5
@@ -207,21 +233,34 @@ TRANSFERS = {
 }
 
 
+INTERRUPTED = {b"exec": b"KeyboardInterrupt: \n", b"line": b"", b"boot": b""}
+
+
 def serve_one():
-    global seq
-    kind, seq, length = read_header().split()
-    payload = read_exactly(int(length))
-    try:
-        handle(kind, payload)
-    except Exception as exc:  # noqa: BLE001 - e.g. MemoryError: answer, keep running
-        reply("err", str(getattr(exc, "errno", EIO) or EIO).encode())
+    if S["req"] is None:
+        take_request()
+    kind, seq, payload = S["req"]
+    if S["result"] is None:
+        if S["started"]:
+            # Ctrl-C came after the program had run, before its answer was made:
+            # answer, never run it twice.
+            S["result"] = ("done", INTERRUPTED.get(kind, b""))
+        else:
+            S["started"] = True
+            try:
+                S["result"] = handle(kind, payload)
+            except Exception as exc:  # noqa: BLE001 - e.g. MemoryError: answer, keep running
+                S["result"] = ("err", str(getattr(exc, "errno", EIO) or EIO).encode())
+    if S["msg"] is None:
+        status, data = S["result"]
+        S["msg"] = b"%s %s %d\n" % (status.encode(), seq, len(data)) + data
+    write_all(S["msg"])
+    S["req"] = None; S["started"] = False; S["result"] = None; S["msg"] = None; S["sent"] = 0  # noqa: E702
 
 
 def serve_forever():
-    # A Ctrl-C (SIGINT) that lands outside the user's code -- after the program
-    # finished, while waiting for the next request -- is ignored, as at an idle
-    # prompt. MicroPython raises it at any backward jump, so every loop here
-    # sits inside a try; the host sends at most one per request.
+    # Every loop sits inside a try: a KeyboardInterrupt raised at any jump
+    # restarts serve_one, which resumes from the globals (see the top).
     while True:
         try:
             while True:
@@ -231,7 +270,7 @@ def serve_forever():
 
 
 mount_flash(sys.argv[1], int(sys.argv[2]))
-reply("hello")  # the interpreter runs: from now on Ctrl-C (SIGINT) is a KeyboardInterrupt
+reply("hello")  # the interpreter runs
 while True:
     try:
         serve_forever()

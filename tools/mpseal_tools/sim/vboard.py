@@ -90,6 +90,8 @@ class Cpu:
         self.current = None
         self.reply_buf = b""
         self.seq = 0  # numbers requests; a reply names the one it answers
+        self.running_seq = None  # the request whose program has started ("run <seq>")
+        self.interrupt_wanted = None  # Ctrl-C for a request whose program has not started yet
         self.interrupted_seq = None
 
     def start(self):
@@ -101,8 +103,6 @@ class Cpu:
         os.close(reply_w)
         self.reply_fd = reply_r
         self.reply_buf = b""
-        self.ready = False  # until the agent says hello, SIGINT would kill the interpreter
-        self.interrupt_pending = False
         for fd in (self.proc.stdout.fileno(), self.proc.stderr.fileno(), reply_r):
             os.set_blocking(fd, False)
         self.loop.add_reader(self.proc.stdout.fileno(), self._read_stdout, self.proc)
@@ -135,14 +135,19 @@ class Cpu:
         return self.current[0] if self.current else None
 
     def interrupt(self):
-        if not self.ready:
-            self.interrupt_pending = True  # delivered once the interpreter can take it
-        elif self.proc and self.current and self.current[0] in ("exec", "line", "boot"):
-            # One SIGINT per program: a second one could land after the program
-            # ended (mpremote sends Ctrl-C twice), where it can only do harm.
-            if self.interrupted_seq != self.seq:
-                self.interrupted_seq = self.seq
-                self.proc.send_signal(signal.SIGINT)
+        """Ctrl-C: a KeyboardInterrupt in the running program. Sent only once
+        its program has started ("run <seq>": earlier, SIGINT could land in
+        the agent while it reads the request) and once per program (mpremote
+        sends Ctrl-C twice; a second one could only land after the program)."""
+        if not self.proc or not self.current or self.current[0] not in ("exec", "line", "boot"):
+            return
+        if self.interrupted_seq == self.seq:
+            return
+        if self.running_seq != self.seq:
+            self.interrupt_wanted = self.seq  # sent when the program starts
+            return
+        self.interrupted_seq = self.seq
+        self.proc.send_signal(signal.SIGINT)
 
     def _next(self):
         if self.current or not self.queue or not self.proc:
@@ -151,7 +156,8 @@ class Cpu:
         kind, payload, _ = self.current
         self.seq += 1
         try:
-            self.proc.stdin.write(b"%s %d %d\n" % (kind.encode(), self.seq, len(payload)) + payload)
+            # The NUL may be eaten by a late Ctrl-C (see vboard_agent.py); the header survives.
+            self.proc.stdin.write(b"\0%s %d %d\n" % (kind.encode(), self.seq, len(payload)) + payload)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             pass  # the crash is reported by _read_replies seeing EOF
@@ -203,10 +209,12 @@ class Cpu:
             payload, self.reply_buf = rest[:length], rest[length:]
             self._drain_stdout(proc)  # output written before the reply goes first
             if status == b"hello":
-                self.ready = True
-                if self.interrupt_pending:
-                    self.interrupt_pending = False
-                    self.interrupt()
+                continue
+            if status == b"run":
+                if int(seq) == self.seq:
+                    self.running_seq = self.seq
+                    if self.interrupt_wanted == self.seq:
+                        self.interrupt()
                 continue
             if self.current is None or int(seq) != self.seq:
                 continue  # a reply repeated after a late Ctrl-C (see vboard_agent.reply)
@@ -443,7 +451,7 @@ class VirtualBoard:
 
     def _exec_done(self, status, error):
         if status != "done":
-            error = b"OSError: [Errno 5] EIO\r\n"
+            error = b"OSError: [Errno 5] EIO\n"
         self.output(b"\x04" + error.replace(b"\n", b"\r\n") + b"\x04>")
 
     # ---- WebREPL file transfer (called by vboard_webrepl) ---------------
