@@ -13,6 +13,14 @@ chip. `read_flash_files()` reads the image from the host for checks.
 With `webrepl=(host, port)` it also listens for WebREPL clients (modwebrepl's
 protocol: websocket, "Password: ", text frames = the REPL, binary frames =
 "WA" file transfer requests). See docs/deploy.md, "Virtual board".
+
+Does NOT model: machine/network hardware (pins, Wi-Fi, RTC, deep sleep:
+the firmware's hw_unix seam stands in), the UART's speed (the pty is as
+fast as the host; docs/deploy.md gives wire-time estimates for 115200 baud),
+the ESP8266's CPU speed and exact heap (128k of 64-bit objects for ~36 KB on
+the chip), flash erase timing and wear, user code reading sys.stdin,
+mpremote `mount`, the hard-reset line (DTR/RTS: esptool and `mpseal flash`
+need a real chip), and a boot that takes time (the REPL answers at once).
 """
 import asyncio
 import os
