@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from mpseal_host.errors import UserError
-from mpseal_tools.board.connection import SILENCE_S, AmpyConnection, MpremoteConnection
+from mpseal_tools.board.connection import SILENCE_S, AmpyConnection, BoardError, MpremoteConnection
 from mpseal_tools.build import build
 from vboard_helpers import MPSEAL, RunningVBoard
 
@@ -47,7 +46,7 @@ def test_program_that_never_returns_is_lost_contact_not_a_hang(tmp_path, tool):
     vb = RunningVBoard(tmp_path / "flash", fs_size="512k")
     try:
         with tool(vb.port) as board:
-            with pytest.raises(UserError, match="lost contact with the board on .* said nothing for 10 s"):
+            with pytest.raises(BoardError, match="lost contact with the board on .* said nothing for 10 s"):
                 board.exec(HANG.decode())
     finally:
         vb.stop()
