@@ -207,7 +207,10 @@ class WebReplConnection(BoardConnection):
                 if progress:
                     progress(min(start + CHUNK, len(data)), len(data))
             code = self._response()
-        except (ConnectionClosed, BoardError, OSError):
+        except OSError as exc:  # a send that timed out (SO_SNDTIMEO): the board stopped taking data
+            raise BoardError("%s stopped taking data while %s was written (%s): is it still running? Reset it "
+                             "and try again" % (self.description, path, exc))
+        except (ConnectionClosed, BoardError):
             # A real modwebrepl has no error reply: a failed write ends the session.
             raise BoardError("%s dropped the connection while writing %s (%d bytes): is its flash full?"
                              % (self.description, path, len(data)))
