@@ -610,9 +610,11 @@ class SimModem:
         self.message_reference = (self.message_reference + 1) % 256
         message.reference = self.message_reference
         self.sent.append((message.destination, message.text))
-        self._final(b"OK", [b"+CMGS: %d" % self.message_reference])
         if self.network is not None:
+            # Before the answer: once a client sees +CMGS the message is in the network.
+            # A status report it causes is a URC, written after this reply.
             self.network.submit(self.number, message.destination, message.text, message)
+        self._final(b"OK", [b"+CMGS: %d" % self.message_reference])
 
     @staticmethod
     def _parse_submit(tpdu_length, body):
