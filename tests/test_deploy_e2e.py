@@ -3,11 +3,11 @@ ESP8266: build -> provision (/config.json) -> deploy with mpremote -> soft
 reset -> the firmware boots ON the virtual board and its sealed readings
 reach a real `mpseal receive` on loopback."""
 import subprocess
-import time
 
 import pytest
 import yaml
 
+from conftest import wait_until
 from mpseal_tools.receiver_proc import ReceiverProcess
 from mpseal_tools.sim.vboard import read_flash_files
 from vboard_helpers import MPSEAL, RunningVBoard
@@ -56,9 +56,7 @@ def test_deployed_firmware_runs_on_the_virtual_board_and_readings_reach_the_rece
         assert "0 unchanged" in deployed.stderr
         assert "/config.json" in read_flash_files(vb.flash)  # the deploy left the board's data alone
 
-        deadline = time.monotonic() + 60
-        while stored(receiver, "greenhouse")[0] < 3 and time.monotonic() < deadline:
-            time.sleep(0.3)
+        wait_until(lambda: stored(receiver, "greenhouse")[0] >= 3, 60, "3 readings from the virtual board")
         count, rejected = stored(receiver, "greenhouse")
         assert count >= 3, "the firmware on the virtual board delivered %d readings in 60 s" % count
         assert rejected == 0

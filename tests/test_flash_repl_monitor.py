@@ -2,6 +2,7 @@
 dead port; `mpseal monitor` shows what the board prints and quits on Ctrl-C.
 The board is the real MicroPython unix port behind a pseudo-terminal."""
 import os
+import select
 import signal
 import subprocess
 import time
@@ -44,10 +45,15 @@ def test_monitor_prints_board_output_and_quits_on_ctrl_c():
         while b"monitoring" not in line and time.monotonic() < deadline:
             line += monitor.stderr.read1(200)
         assert b"monitoring %s at 115200 baud" % port.port.encode() in line
-        os.write(port.master, b"boot: mpseal firmware 0.1\r\nreading seq=1 sent\r\n")
-        time.sleep(0.5)
+        said = b"boot: mpseal firmware 0.1\r\nreading seq=1 sent\r\n"
+        os.write(port.master, said)
+        shown = b""  # wait until the monitor has shown it all (not a sleep: a loaded machine is slow)
+        while shown != said and time.monotonic() < deadline + 20:
+            if select.select([monitor.stdout], [], [], 1.0)[0]:
+                shown += monitor.stdout.read1(200)
         monitor.send_signal(signal.SIGINT)
         out, err = monitor.communicate(timeout=10)
+        out = shown + out
     finally:
         if monitor.poll() is None:
             monitor.kill()

@@ -4,7 +4,6 @@ over host/mpseal_host/modem.py, text and PDU mode) against a simulated modem
 Bad input of every kind is refused, counted, and never stops the receiver."""
 import base64
 import os
-import time
 
 import mpseal
 import pytest
@@ -140,7 +139,10 @@ def test_modem_that_disappears_and_comes_back(db, tmp_path):
         host.unplug()
         wait_until(lambda: receiver.counters["modem_lost"] >= 1, 30, "the receiver to notice")
         host.inject(BOARD_NUMBER, _text(_reading(key, 2)))  # the SIM stores it meanwhile
-        time.sleep(1.0)  # a few reconnect attempts against a missing device
+        # a reconnect attempt against the missing device has failed (not a sleep: load cannot make it race)
+        lost = receiver.counters["modem_lost"] + receiver.counters["modem_errors"]
+        wait_until(lambda: receiver.counters["modem_lost"] + receiver.counters["modem_errors"] > lost, 30,
+                   "a failed reconnect attempt")
         host.replug()
         wait_until(lambda: stored_seqs(db_path) == [1, 2], 60, "the reading stored while unplugged")
     finally:

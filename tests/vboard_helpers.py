@@ -1,9 +1,11 @@
 """Starts `mpseal vboard` as a user would and tells tests where it listens."""
 import os
+import threading
 import subprocess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPSEAL = os.path.join(REPO, ".venv", "bin", "mpseal")
+START_DEADLINE_S = 60
 
 
 class RunningVBoard:
@@ -17,7 +19,15 @@ class RunningVBoard:
         self.webrepl = self._field("vboard: webrepl ws://").rstrip("/") if password else None
 
     def _field(self, prefix):
-        line = self.proc.stdout.readline().strip()
+        # A deadline on the start-up line too: a board that never starts fails the test, not hangs it.
+        lines = []
+        reader = threading.Thread(target=lambda: lines.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(START_DEADLINE_S)
+        if not lines:
+            self.stop()
+            raise RuntimeError("vboard printed nothing in %d s" % START_DEADLINE_S)
+        line = lines[0].strip()
         if not line.startswith(prefix):
             self.stop()
             raise RuntimeError("vboard did not start: %r %s" % (line, self.proc.stderr.read()))

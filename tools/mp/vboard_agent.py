@@ -6,14 +6,38 @@
 #
 # Usage: micropython vboard_agent.py FLASH_IMAGE BLOCK_COUNT REPLY_FD
 #
-# Requests arrive on stdin:   b"<kind> <length>\n" + payload
-#   boot  b"1"|b"0"  mount flash, run boot.py, and main.py when b"1" (friendly REPL)
-#   exec  code       raw REPL: compile as a file, run, reply the traceback text
-#   line  code       friendly REPL: compile as 'single' (echoes expression values)
-#   put   path\0data WebREPL put: write a file, reply the errno (0 = ok)
-#   get   path       WebREPL get: reply the file's bytes
+# Requests arrive on stdin:   b"\0<kind> <seq> <length>\n" + payload
+# (the leading NUL may be lost to a Ctrl-C, see below)
+#   boot   b"1"|b"0"  mount flash, run boot.py, and main.py when b"1" (friendly REPL)
+#   exec   code       raw REPL: compile as a file, run, reply the traceback text
+#   line   code       friendly REPL: compile as 'single' (echoes expression values)
+# WebREPL file transfers, streamed (one open file at a time, as modwebrepl):
+#   popen  path       open for writing (truncates, as modwebrepl's "wb")
+#   pwrite data       append a chunk (a few KB: memory stays bounded)
+#   pclose -          close; ENOSPC at the final flush is reported here
+#   pabort path       close if open and remove the file: a failed put leaves no partial file
+#   gopen  path       open for reading
+#   gread  n          the next n bytes at most (b"" at the end)
+#   gclose -          close
 # Replies go to REPLY_FD (not stdout, which is the board's console):
-#   b"<status> <length>\n" + payload   status: hello (once, at start) | done | ok | err
+#   b"<status> <seq> <length>\n" + payload   status: hello (once, seq 0) | done | ok | err
+#   b"run <seq> 0\n" just before the user's code of boot/exec/line starts.
+# err carries the errno. The host ignores a reply whose seq is not the request
+# it waits for.
+#
+# Ctrl-C is SIGINT, which MicroPython raises as KeyboardInterrupt at the next
+# backward jump, wherever that is. The host sends it only after "run <seq>"
+# and at most once per request, so it lands in the user's code or, when that
+# just ended, in this agent's code before the next request's header has been
+# read (it is handled when the read of those bytes returns). The unix port
+# raises it asynchronously, from the signal handler: when the signal and the
+# next request's first byte reach a read at the same moment, Linux returns the
+# byte and the handler then throws it away -- so every request starts with a
+# NUL that may be lost (one signal, at most one byte). Every step of
+# the loop below is therefore restartable: bytes read go straight into a
+# global buffer, the request being served and its reply live in globals, the
+# reply is written in pieces no bigger than PIPE_BUF (atomic) with the offset
+# kept, and a request whose program already started is never run twice.
 # Program output goes straight to stdout, unbuffered, like a UART.
 import io
 import os
@@ -23,7 +47,10 @@ BLOCK_SIZE = 4096  # the ESP8266's flash sector; MicroPython's FlashBdev uses it
 
 # Opened before the flash replaces "/", while /dev is still reachable.
 ctl = open("/dev/fd/" + sys.argv[3], "wb")
-requests = sys.stdin.buffer
+# The request pipe as a plain file: its reads retry EINTR without consuming a byte
+# (sys.stdin.buffer on the unix port can take a byte and then raise the
+# pending KeyboardInterrupt, losing it).
+requests = open("/dev/fd/0", "rb")
 
 
 class FileBlockDevice:
@@ -50,24 +77,45 @@ class FileBlockDevice:
         return 0  # init, deinit, sync, erase: nothing to do for a file
 
 
+PIPE_BUF = 4096  # Linux: a pipe write up to this size is all or nothing
+inbuf = bytearray()  # request bytes read and not consumed yet
+S = {"req": None, "started": False, "result": None, "msg": None, "sent": 0}
+
+
+def write_all(message):
+    """Writes message to the host whatever Ctrl-C does; resumes where it stopped."""
+    while S["sent"] < len(message):
+        piece = message[S["sent"]:S["sent"] + PIPE_BUF]
+        ctl.write(piece); S["sent"] += len(piece)  # noqa: E702 - no jump between them: no KeyboardInterrupt
+
+
 def reply(status, payload=b""):
-    message = b"%s %d\n" % (status.encode(), len(payload)) + payload
-    while True:
-        try:  # a late Ctrl-C must not swallow the reply the host waits for
-            ctl.write(message)
-            return
-        except KeyboardInterrupt:
-            pass
+    # Outside the request loop: only "hello", before any Ctrl-C can come.
+    S["sent"] = 0
+    write_all(b"%s 0 %d\n" % (status.encode(), len(payload)) + payload)
+    S["sent"] = 0
 
 
-def read_exactly(n):
-    data = b""
-    while len(data) < n:
-        chunk = requests.read(n - len(data))
-        if not chunk:
+def announce_run():
+    # Short (below PIPE_BUF) and sent before any SIGINT for this request: one write.
+    ctl.write(b"run %s 0\n" % S["req"][1])
+
+
+def take_request():
+    while b"\n" not in inbuf:
+        before = len(inbuf)
+        inbuf.extend(requests.read(1))
+        if len(inbuf) == before:
             raise SystemExit(0)  # the host went away: power off
-        data += chunk
-    return data
+    end = inbuf.index(b"\n")
+    kind, seq, length = bytes(inbuf[:end]).lstrip(b"\0").split()
+    total = end + 1 + int(length)
+    while len(inbuf) < total:  # no Ctrl-C comes now: the payload is read in one go
+        before = len(inbuf)
+        inbuf.extend(requests.read(total - len(inbuf)))
+        if len(inbuf) == before:
+            raise SystemExit(0)
+    S["req"] = (kind, seq, bytes(inbuf[end + 1:total])); inbuf[0:total] = b""  # noqa: E702 - together
 
 
 def traceback_text(exc):
@@ -118,52 +166,113 @@ def run_file_if_exists(name):
 
 
 def handle(kind, payload):
+    """(status, payload) of one request."""
     if kind == b"boot":
+        announce_run()
         run_file_if_exists("boot.py")
         if payload == b"1":
             run_file_if_exists("main.py")
-        reply("done")
-    elif kind == b"exec":
-        reply("done", run_source(payload.decode(), "exec").encode())
-    elif kind == b"line":
+        return "done", b""
+    if kind == b"exec":
+        announce_run()
+        return "done", run_source(payload.decode(), "exec").encode()
+    if kind == b"line":
+        announce_run()
         error = run_source(payload.decode(), "single")
         if error:
             sys.stdout.write(error)
-        reply("done")
-    elif kind == b"put":
-        nul = payload.find(b"\0")
+        return "done", b""
+    if kind in TRANSFERS:
         try:
-            with open(payload[:nul].decode(), "wb") as f:
-                f.write(payload[nul + 1:])
-            reply("ok", b"0")
+            return "ok", TRANSFERS[kind](payload) or b""
         except OSError as exc:
-            reply("err", str(exc.errno).encode())
-    elif kind == b"get":
-        try:
-            with open(payload.decode(), "rb") as f:
-                reply("ok", f.read())
-        except OSError as exc:
-            reply("err", str(exc.errno).encode())
-    else:
-        reply("err", b"unknown request")
+            return "err", str(exc.errno or EIO).encode()
+    return "err", b"22"  # EINVAL
 
 
-def main():
-    mount_flash(sys.argv[1], int(sys.argv[2]))
-    reply("hello")  # the interpreter runs: from now on Ctrl-C (SIGINT) is a KeyboardInterrupt
+EIO = 5
+transfer = [None]  # the open file of a WebREPL put/get
+
+
+def _close():
+    f, transfer[0] = transfer[0], None
+    if f is not None:
+        f.close()
+
+
+def _open(path, mode):
+    _close()
+    transfer[0] = open(path.decode(), mode)
+
+
+def _current():
+    if transfer[0] is None:
+        raise OSError(EIO)  # e.g. the board was reset during the transfer
+    return transfer[0]
+
+
+def _abort(path):
+    try:
+        _close()
+    except OSError:
+        pass  # closing a file on a full flash may fail again: it is removed anyway
+    try:
+        os.remove(path.decode())
+    except OSError:
+        pass
+
+
+TRANSFERS = {
+    b"popen": lambda path: _open(path, "wb"),
+    b"pwrite": lambda data: _current().write(data) and None,
+    b"pclose": lambda _: _close(),
+    b"pabort": _abort,
+    b"gopen": lambda path: _open(path, "rb"),
+    b"gread": lambda n: _current().read(int(n)),
+    b"gclose": lambda _: _close(),
+}
+
+
+INTERRUPTED = {b"exec": b"KeyboardInterrupt: \n", b"line": b"", b"boot": b""}
+
+
+def serve_one():
+    if S["req"] is None:
+        take_request()
+    kind, seq, payload = S["req"]
+    if S["result"] is None:
+        if S["started"]:
+            # Ctrl-C came after the program had run, before its answer was made:
+            # answer, never run it twice.
+            S["result"] = ("done", INTERRUPTED.get(kind, b""))
+        else:
+            S["started"] = True
+            try:
+                S["result"] = handle(kind, payload)
+            except Exception as exc:  # noqa: BLE001 - e.g. MemoryError: answer, keep running
+                S["result"] = ("err", str(getattr(exc, "errno", EIO) or EIO).encode())
+    if S["msg"] is None:
+        status, data = S["result"]
+        S["msg"] = b"%s %s %d\n" % (status.encode(), seq, len(data)) + data
+    write_all(S["msg"])
+    S["req"] = None; S["started"] = False; S["result"] = None; S["msg"] = None; S["sent"] = 0  # noqa: E702
+
+
+def serve_forever():
+    # Every loop sits inside a try: a KeyboardInterrupt raised at any jump
+    # restarts serve_one, which resumes from the globals (see the top).
     while True:
         try:
-            header = requests.readline()
-            if not header:
-                return
-            kind, length = header.split()
-            payload = read_exactly(int(length))
+            while True:
+                serve_one()
         except KeyboardInterrupt:
-            continue  # Ctrl-C with nothing running: ignored, as at an idle prompt
-        try:
-            handle(kind, payload)
-        except Exception as exc:  # noqa: BLE001 - e.g. MemoryError reading a big file: answer, keep running
-            reply("err", str(getattr(exc, "errno", 5) or 5).encode())
+            pass
 
 
-main()
+mount_flash(sys.argv[1], int(sys.argv[2]))
+reply("hello")  # the interpreter runs
+while True:
+    try:
+        serve_forever()
+    except KeyboardInterrupt:
+        pass

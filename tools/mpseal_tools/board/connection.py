@@ -14,6 +14,7 @@ run on the board, are ours. See docs/deploy.md.
 import ast
 import errno
 import os
+import time
 
 from mpseal_host.errors import MpsealError
 
@@ -69,6 +70,13 @@ FREE_SCRIPT = "import os\n_s = os.statvfs('/')\nprint(_s[0] * _s[4])\n"
 
 SOFT_REBOOT = b"soft reboot"
 CONNECT_TIMEOUT_S = 10
+# Every wait on a board has a deadline: a board that says nothing for this
+# long while a reply is due has stopped answering (hung program, brown-out,
+# cable). mpremote's and ampy's own timeouts count only while bytes are polled;
+# on a pty (and in ampy always) their first read blocks with no timeout at
+# all, so reads go through DeadlineSerial.
+SILENCE_S = 10.0
+POLL_S = 0.1
 
 
 class BoardError(MpsealError):
@@ -85,6 +93,41 @@ class Entry(tuple):
     path = property(lambda self: self[0])
     is_dir = property(lambda self: self[1])
     size = property(lambda self: self[2])
+
+
+class DeadlineSerial:
+    """A pyserial port whose read(n) returns what came within SILENCE_S
+    (possibly b""), instead of blocking forever: mpremote and ampy then hit
+    their own timeouts and report them. Everything else is the port's."""
+
+    def __init__(self, port, silence_s=SILENCE_S):
+        self._port = port
+        self.silence_s = silence_s
+        port.timeout = POLL_S
+
+    def read(self, size=1, timeout=None):
+        deadline = time.monotonic() + (self.silence_s if timeout is None else timeout)
+        data = b""
+        while len(data) < size:
+            data += self._port.read(size - len(data))
+            if len(data) < size and time.monotonic() >= deadline:
+                break
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self._port, name)
+
+
+def read_until_deadline(port, marker, timeout):
+    """Bytes up to and including marker, or what came before timeout passed."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while not data.endswith(marker):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        data += port.read(1, timeout=min(left, POLL_S * 5))
+    return data
 
 
 def _flash_full(error_text):
@@ -207,6 +250,7 @@ class MpremoteConnection(BoardConnection):
         except TransportError as exc:
             raise BoardError("cannot open %s: %s (is another program such as a serial monitor using it? "
                              "Is it the right port?)" % (port, exc))
+        self.transport.serial = DeadlineSerial(self.transport.serial)
         try:
             self.transport.enter_raw_repl(soft_reset=True, timeout_overall=CONNECT_TIMEOUT_S)
         except TransportError as exc:
@@ -222,7 +266,11 @@ class MpremoteConnection(BoardConnection):
         except TransportExecError as exc:
             raise board_error_from_exec(self.description, exc.error_output)
         except self._TransportError as exc:
-            raise BoardError("lost contact with %s: %s" % (self.description, exc))
+            raise self._lost(exc)
+
+    def _lost(self, exc):
+        return BoardError("lost contact with %s: %s (it said nothing for %.0f s; press its reset button, "
+                          "check the cable)" % (self.description, exc, SILENCE_S))
 
     def _write_file(self, path, data, progress):
         from mpremote.transport import TransportExecError
@@ -231,6 +279,8 @@ class MpremoteConnection(BoardConnection):
             self.transport.fs_writefile(path, data, progress_callback=progress)
         except TransportExecError as exc:
             raise board_error_from_exec(self.description, exc.error_output)
+        except self._TransportError as exc:
+            raise self._lost(exc)
         except OSError as exc:  # mpremote turns board errnos into OSError
             raise BoardError("%s: writing %s failed: %s" % (self.description, path,
                                                             errno.errorcode.get(exc.errno, exc)))
@@ -238,6 +288,8 @@ class MpremoteConnection(BoardConnection):
     def get_file(self, path):
         try:
             return bytes(self.transport.fs_readfile(path))
+        except self._TransportError as exc:
+            raise self._lost(exc)
         except OSError as exc:
             raise BoardError("%s: cannot read %s: %s" % (self.description, path, exc.strerror or exc))
 
@@ -245,7 +297,7 @@ class MpremoteConnection(BoardConnection):
         self.transport.serial.write(data)
 
     def _read_console_until(self, marker, timeout):
-        return self.transport.read_until(1, marker, timeout=timeout).endswith(marker)
+        return read_until_deadline(self.transport.serial, marker, timeout).endswith(marker)
 
     def soft_reset(self):
         super().soft_reset()
@@ -272,6 +324,7 @@ class AmpyConnection(BoardConnection):
             self.pyboard = Pyboard(port, baudrate=baudrate)
         except PyboardError as exc:
             raise BoardError("cannot open %s: %s (is another program using it? Is it the right port?)" % (port, exc))
+        self.pyboard.serial = DeadlineSerial(self.pyboard.serial)
         self.files = Files(self.pyboard)
         try:
             self.pyboard.enter_raw_repl()
@@ -292,10 +345,13 @@ class AmpyConnection(BoardConnection):
             self._raw = True
 
     def exec(self, code):
-        self._ensure_raw()
         try:
+            self._ensure_raw()
             return self.pyboard.exec_(code).decode("utf-8", "replace")
         except self._PyboardError as exc:
+            if len(exc.args) < 3:  # not the board's traceback: ampy gave up waiting (DeadlineSerial)
+                raise BoardError("lost contact with %s: %s (it said nothing for %.0f s; press its reset button, "
+                                 "check the cable)" % (self.description, exc, SILENCE_S))
             raise board_error_from_exec(self.description, self._error_text(exc))
 
     def _write_file(self, path, data, progress):
@@ -319,7 +375,7 @@ class AmpyConnection(BoardConnection):
         self.pyboard.serial.write(data)
 
     def _read_console_until(self, marker, timeout):
-        return self.pyboard.read_until(1, marker, timeout=timeout).endswith(marker)
+        return read_until_deadline(self.pyboard.serial, marker, timeout).endswith(marker)
 
     def soft_reset(self):
         super().soft_reset()

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import select
 import shlex
 import subprocess
 import sys
@@ -27,6 +28,8 @@ ESP_IMAGE_MAGIC = 0xE9  # first byte of every ESP8266 boot image
 DOWNLOAD_CHUNK = 64 * 1024
 DOWNLOAD_TIMEOUT_S = 60
 PINS_FILE = "pins.json"  # beside the cached images
+# esptool prints progress at least every few seconds; erasing a 4 MB chip is its longest quiet step (~40 s).
+ESPTOOL_SILENCE_S = 180
 FLASH_ADDRESS = "0x0"
 
 # esptool's last words -> what we tell the user. First match wins.
@@ -223,14 +226,27 @@ def run_esptool(step, argv, port, out):
     except OSError as exc:
         raise ToolMissing("cannot start esptool (%s)" % exc)
     captured = bytearray()
+    silent = False
     try:
-        for chunk in iter(lambda: os.read(child.stdout.fileno(), 4096), b""):
+        while True:
+            # esptool has its own serial timeouts; this deadline catches an esptool that hangs anyway.
+            ready, _, _ = select.select([child.stdout], [], [], ESPTOOL_SILENCE_S)
+            if not ready:
+                silent = True
+                child.kill()
+                break
+            chunk = os.read(child.stdout.fileno(), 4096)
+            if not chunk:
+                break
             captured += chunk
             out.write(chunk.decode("utf-8", "replace"))
             out.flush()
     finally:
         returncode = child.wait()
         child.stdout.close()
+    if silent:
+        raise FlashError("esptool printed nothing for %d s while trying to %s on %s and was stopped: unplug and "
+                        "replug the board, then flash again" % (ESPTOOL_SILENCE_S, step, port))
     text = captured.decode("utf-8", "replace")
     if returncode != 0:
         raise FlashError(explain_esptool_failure(text, port, step, returncode))

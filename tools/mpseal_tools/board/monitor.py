@@ -12,11 +12,13 @@ INTERRUPT = b"\r\x03"  # Enter, then Ctrl-C: stops a running main.py and asks fo
 REPL_WAIT_S = 15.0  # first boot after an erase formats the filesystem, which takes a few seconds
 POKE_EVERY_S = 1.0
 READ_TIMEOUT_S = 0.2
+WRITE_TIMEOUT_S = 2.0
 
 
 def open_serial(port, baud):
     try:
-        return serial.Serial(port, baud, timeout=READ_TIMEOUT_S)
+        # A write that cannot leave (flow control held, a wedged USB bridge) fails too.
+        return serial.Serial(port, baud, timeout=READ_TIMEOUT_S, write_timeout=WRITE_TIMEOUT_S)
     except serial.SerialException as exc:
         hint = "add yourself to the 'dialout' group and log in again" if "ermission" in str(exc) else \
             "check the cable and the port name (mpseal monitor lists nothing if the board is unplugged)"

@@ -83,8 +83,19 @@ class WebReplConnection(BoardConnection):
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise BoardError("cannot reach WebREPL at %s: %s (check HOST and that you are on the board's "
                              "network)" % (self.description, exc))
+        self._limit_sends()
         self._login(password)
         self._enter_raw_repl()
+
+    def _limit_sends(self):
+        """A send to a board that stopped reading fails after REPLY_TIMEOUT_S
+        instead of blocking forever (receives have their own timeouts; the
+        websockets library has none for sends, so the socket gets one)."""
+        try:
+            seconds = struct.pack("ll", REPLY_TIMEOUT_S, 0)  # struct timeval
+            self.ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, seconds)
+        except (AttributeError, OSError):
+            pass  # not on this platform: sends then wait as long as TCP does
 
     # ---- frames ----
     def _receive(self, timeout):
@@ -196,6 +207,9 @@ class WebReplConnection(BoardConnection):
                 if progress:
                     progress(min(start + CHUNK, len(data)), len(data))
             code = self._response()
+        except OSError as exc:  # a send that timed out (SO_SNDTIMEO): the board stopped taking data
+            raise BoardError("%s stopped taking data while %s was written (%s): is it still running? Reset it "
+                             "and try again" % (self.description, path, exc))
         except (ConnectionClosed, BoardError):
             # A real modwebrepl has no error reply: a failed write ends the session.
             raise BoardError("%s dropped the connection while writing %s (%d bytes): is its flash full?"
@@ -241,6 +255,12 @@ class WebReplConnection(BoardConnection):
             pass
 
     def close(self):
+        try:
+            # Leave the raw REPL, as mpremote does on exit: the next user of the
+            # console (serial or WebREPL) finds the friendly REPL.
+            self._write_console(b"\r\x02")
+        except Exception:  # noqa: BLE001 - the session may already be gone; closing goes on
+            pass
         try:
             self._session.__exit__(None, None, None)
         except (OSError, socket.error):

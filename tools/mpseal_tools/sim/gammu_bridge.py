@@ -2,7 +2,8 @@
 real gammu-smsd sends and receives through it.
 
 Does NOT model: gammu's other phone drivers, multipart backups (one message
-per file), MMS, or delivery reports.
+per file, its concatenation header dropped), MMS, delivery reports, or the
+SMSC gammu-smsd would use (what it sends is delivered at once).
 """
 import configparser
 import datetime
@@ -30,7 +31,8 @@ class GammuPhone:
         self._thread = None
         self._running = False
 
-    def receive_sms(self, sender, text):
+    def receive_sms(self, message):
+        sender, text = message.sender, message.text
         inbox = os.path.join(self.folder, "sms", "1")
         now = datetime.datetime.now(datetime.timezone.utc)
         with self.lock:

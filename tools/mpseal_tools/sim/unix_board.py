@@ -7,6 +7,13 @@ in /lib/mpseal, /config.json): one list, mpseal_tools.build.board_files. The pro
 machine.deepsleep (exit code EXIT_DEEPSLEEP, reset cause DEEPSLEEP_RESET, RTC
 memory kept), machine.reset / watchdog (RTC memory kept), and power_cut()
 (SIGKILL, RTC memory wiped, reset cause PWRON_RESET).
+
+Does NOT model: the flash as a chip (a host folder: no littlefs, no wear, no
+ENOSPC at the real partition size -- `mpseal vboard` has those), the
+ESP8266's speed (the unix port on x86 is ~50-150x faster) and 64-bit object
+sizes (heap numbers are the unix port's), Wi-Fi association and radio loss
+(loopback always works; firmware/hw_unix.py stands in for machine/network),
+brown-outs, and the deep-sleep current (a restart, not a sleep).
 """
 import json
 import os

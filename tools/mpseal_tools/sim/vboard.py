@@ -13,6 +13,14 @@ chip. `read_flash_files()` reads the image from the host for checks.
 With `webrepl=(host, port)` it also listens for WebREPL clients (modwebrepl's
 protocol: websocket, "Password: ", text frames = the REPL, binary frames =
 "WA" file transfer requests). See docs/deploy.md, "Virtual board".
+
+Does NOT model: machine/network hardware (pins, Wi-Fi, RTC, deep sleep:
+the firmware's hw_unix seam stands in), the UART's speed (the pty is as
+fast as the host; docs/deploy.md gives wire-time estimates for 115200 baud),
+the ESP8266's CPU speed and exact heap (128k of 64-bit objects for ~36 KB on
+the chip), flash erase timing and wear, user code reading sys.stdin,
+mpremote `mount`, the hard-reset line (DTR/RTS: esptool and `mpseal flash`
+need a real chip), and a boot that takes time (the REPL answers at once).
 """
 import asyncio
 import os
@@ -89,6 +97,10 @@ class Cpu:
         self.queue = []  # (kind, payload, callback)
         self.current = None
         self.reply_buf = b""
+        self.seq = 0  # numbers requests; a reply names the one it answers
+        self.running_seq = None  # the request whose program has started ("run <seq>")
+        self.interrupt_wanted = None  # Ctrl-C for a request whose program has not started yet
+        self.interrupted_seq = None
 
     def start(self):
         reply_r, reply_w = os.pipe()
@@ -99,8 +111,6 @@ class Cpu:
         os.close(reply_w)
         self.reply_fd = reply_r
         self.reply_buf = b""
-        self.ready = False  # until the agent says hello, SIGINT would kill the interpreter
-        self.interrupt_pending = False
         for fd in (self.proc.stdout.fileno(), self.proc.stderr.fileno(), reply_r):
             os.set_blocking(fd, False)
         self.loop.add_reader(self.proc.stdout.fileno(), self._read_stdout, self.proc)
@@ -133,18 +143,29 @@ class Cpu:
         return self.current[0] if self.current else None
 
     def interrupt(self):
-        if not self.ready:
-            self.interrupt_pending = True  # delivered once the interpreter can take it
-        elif self.proc and self.current and self.current[0] in ("exec", "line", "boot"):
-            self.proc.send_signal(signal.SIGINT)
+        """Ctrl-C: a KeyboardInterrupt in the running program. Sent only once
+        its program has started ("run <seq>": earlier, SIGINT could land in
+        the agent while it reads the request) and once per program (mpremote
+        sends Ctrl-C twice; a second one could only land after the program)."""
+        if not self.proc or not self.current or self.current[0] not in ("exec", "line", "boot"):
+            return
+        if self.interrupted_seq == self.seq:
+            return
+        if self.running_seq != self.seq:
+            self.interrupt_wanted = self.seq  # sent when the program starts
+            return
+        self.interrupted_seq = self.seq
+        self.proc.send_signal(signal.SIGINT)
 
     def _next(self):
         if self.current or not self.queue or not self.proc:
             return
         self.current = self.queue.pop(0)
         kind, payload, _ = self.current
+        self.seq += 1
         try:
-            self.proc.stdin.write(b"%s %d\n" % (kind.encode(), len(payload)) + payload)
+            # The NUL may be eaten by a late Ctrl-C (see vboard_agent.py); the header survives.
+            self.proc.stdin.write(b"\0%s %d %d\n" % (kind.encode(), self.seq, len(payload)) + payload)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             pass  # the crash is reported by _read_replies seeing EOF
@@ -189,18 +210,22 @@ class Cpu:
         self.reply_buf += data
         while b"\n" in self.reply_buf:
             header, rest = self.reply_buf.split(b"\n", 1)
-            status, length = header.split()
+            status, seq, length = header.split()
             length = int(length)
             if len(rest) < length:
                 return
             payload, self.reply_buf = rest[:length], rest[length:]
             self._drain_stdout(proc)  # output written before the reply goes first
             if status == b"hello":
-                self.ready = True
-                if self.interrupt_pending:
-                    self.interrupt_pending = False
-                    self.interrupt()
                 continue
+            if status == b"run":
+                if int(seq) == self.seq:
+                    self.running_seq = self.seq
+                    if self.interrupt_wanted == self.seq:
+                        self.interrupt()
+                continue
+            if self.current is None or int(seq) != self.seq:
+                continue  # a reply repeated after a late Ctrl-C (see vboard_agent.reply)
             _kind, _payload, callback = self.current
             self.current = None
             callback(status.decode(), payload)
@@ -281,6 +306,8 @@ class VirtualBoard:
         self.log("vboard: serial bytes received %d, sent %d" % (self.wire_in, self.wire_out))
         self.cpu.stop()
         if self.webrepl_server:
+            for session in list(self.webrepl_sessions):
+                session.writer.close()  # else wait_closed() waits for the client to leave
             self.webrepl_server.close()
             await self.webrepl_server.wait_closed()
         self.loop.remove_reader(self.master)
@@ -302,6 +329,9 @@ class VirtualBoard:
     def _crashed(self, code):
         self.log("vboard: MicroPython exited with code %s; resetting the board" % code)
         self.console_busy = False
+        # A crash is a hard reset on a board (watchdog): it comes up in the
+        # friendly REPL and runs main.py, whatever mode the REPL was in.
+        self.mode = FRIENDLY
         self._power_on(b"\r\nvboard: MicroPython exited (code %s), soft reboot\r\n" % str(code).encode())
 
     def soft_reset(self):
@@ -429,7 +459,7 @@ class VirtualBoard:
 
     def _exec_done(self, status, error):
         if status != "done":
-            error = b"OSError: [Errno 5] EIO\r\n"
+            error = b"OSError: [Errno 5] EIO\n"
         self.output(b"\x04" + error.replace(b"\n", b"\r\n") + b"\x04>")
 
     # ---- WebREPL file transfer (called by vboard_webrepl) ---------------
