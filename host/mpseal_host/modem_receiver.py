@@ -19,7 +19,7 @@ import threading
 
 from mpseal_host.modem import AtModem, ModemError, ModemGone
 from mpseal_host.sms_ingest import SmsIngest, summary, taken, text_from_packet
-from mpseal_host.storage import NO_DEVICE, Storage
+from mpseal_host.storage import NO_DEVICE, open_storage
 
 log = logging.getLogger("mpseal.sms")
 
@@ -54,7 +54,7 @@ class ModemReceiver:
             self.thread.join(timeout)
 
     def run(self):
-        storage = Storage(self.db_path)
+        storage = open_storage(self.db_path)
         self.sms = SmsIngest(storage)
         attempt = 0
         try:

@@ -170,6 +170,6 @@ async def serve(storage, udp, http, ready=None, mqtt=None):
     if ready is not None:
         ready(receiver)
     await stop.wait()
-    log.info("stopping: flushing and closing %s", storage.path)
+    log.info("stopping: flushing and closing %s", storage.location)
     await receiver.stop()
     return receiver
