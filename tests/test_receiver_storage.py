@@ -1,16 +1,16 @@
-"""The device registry and database file (mpseal_host.storage)."""
+"""The device registry and database (mpseal_host.storage), on each backend."""
 import os
 import stat
 
 import pytest
 
 from mpseal import control
-from mpseal_host.storage import DeviceExists, NoSuchDevice, Storage, StorageError
+from mpseal_host.storage import DeviceExists, NoSuchDevice, Storage, StorageError, open_storage
 
 
 @pytest.fixture
-def storage(tmp_path):
-    s = Storage(str(tmp_path / "db.sqlite"))
+def storage(db_location):
+    s = open_storage(db_location)
     yield s
     s.close()
 
@@ -53,14 +53,24 @@ def test_add_refuses_duplicates_and_bad_input(storage):
 
 
 def test_remove_takes_keys_readings_and_commands(storage):
-    storage.add_device("greenhouse")
+    import mpseal
+    from mpseal_host.ingest import Ingestor
+
+    old = storage.add_device("greenhouse", device_id=5)
     storage.queue_command("greenhouse", control.reboot())
+    ingestor = Ingestor(storage)
+    assert ingestor.ingest([(mpseal.seal(old.master_key, 5, 1, b"\x00"), "udp")])[0][0].status == "stored"
     storage.remove_device("greenhouse")
     assert storage.list_devices() == []
-    assert storage.db.execute("SELECT COUNT(*) FROM device_keys").fetchone()[0] == 0
-    assert storage.db.execute("SELECT COUNT(*) FROM commands").fetchone()[0] == 0
     with pytest.raises(NoSuchDevice):
         storage.remove_device("greenhouse")
+    # the same name and id again start from nothing: no old key, reading or command
+    new = storage.add_device("greenhouse", device_id=5)
+    assert storage.device_keys(5) == [(new.epoch, new.master_key, "current")]
+    assert storage.readings(5) == [] and storage.list_commands(5) == []
+    # ...and a receiver that cached the old device notices (its key is gone)
+    assert ingestor.ingest([(mpseal.seal(old.master_key, 5, 2, b"\x00"), "udp")])[0][0].reason == "bad_tag"
+    assert ingestor.ingest([(mpseal.seal(new.master_key, 5, 1, b"\x00"), "udp")])[0][0].status == "stored"
 
 
 def test_two_keys_during_a_rotation(storage):
@@ -77,9 +87,8 @@ def test_two_keys_during_a_rotation(storage):
     assert storage.device_keys("greenhouse") == [(5, b"\x05" * 32, "current")]
 
 
-def test_host_sequence_numbers_are_never_reused_across_connections(tmp_path):
-    path = str(tmp_path / "db.sqlite")
-    a, b = Storage(path), Storage(path)
+def test_host_sequence_numbers_are_never_reused_across_connections(db_location):
+    a, b = open_storage(db_location), open_storage(db_location)
     a.add_device("greenhouse")
     got = [a.next_host_seq("greenhouse"), b.next_host_seq("greenhouse"), a.next_host_seq("greenhouse")]
     assert got == [1, 2, 3]

@@ -112,7 +112,7 @@ class Ingestor:
         ids = sorted(ids)  # every backend locks in id order: no deadlock between receivers
         batch = Batch(time.time() if now is None else now)
         try:
-            with self.storage.ingest_transaction(ids) as versions:
+            with self.storage.ingest_transaction(ids, batch.now) as versions:
                 self._refresh(ids, versions)
                 outcomes = [self.pipeline.process(item[0], item[1], batch, *item[2:3]) for item in items]
                 self.storage.write_batch(batch)

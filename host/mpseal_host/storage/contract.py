@@ -120,10 +120,10 @@ class Storage(abc.ABC):
     # --- ingest (see the module docstring) --------------------------------------
 
     @abc.abstractmethod
-    def ingest_transaction(self, device_ids):
+    def ingest_transaction(self, device_ids, now=None):
         """Context manager: one write transaction with the rows of
         `device_ids` locked; yields {id: change counter} of the registered
-        ones. Commits on exit; on any error rolls back and raises (driver
+        ones. `now`: the batch's receive time (where its readings go). Commits on exit; on any error rolls back and raises (driver
         errors as StorageError)."""
 
     @abc.abstractmethod

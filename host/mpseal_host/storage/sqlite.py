@@ -353,7 +353,7 @@ class SQLiteStorage(Storage):
     # --- ingest ----------------------------------------------------------------
 
     @contextmanager
-    def ingest_transaction(self, device_ids):
+    def ingest_transaction(self, device_ids, now=None):
         with self._write("storing a batch") as db:
             versions = {}
             ids = list(device_ids)
