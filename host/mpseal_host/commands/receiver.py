@@ -46,7 +46,7 @@ def cmd_receive(args):
         print("mpseal receive: listening on %s, database %s" % (", ".join(parts), storage.location), flush=True)
 
     try:
-        asyncio.run(serve(storage, udp, http, ready, mqtt=mqtt))
+        asyncio.run(serve(storage, udp, http, ready, mqtt=mqtt, reuse_port=args.reuse_port))
     except OSError as exc:
         raise UserError("cannot listen: %s (is another receiver running? pick other ports with --udp/--http)" % exc)
     finally:
@@ -235,6 +235,11 @@ def register(subparsers):
     p.add_argument("--http", help="HOST:PORT or 'off' (default: the config file's, else %s)" % DEFAULT_HTTP)
     p.add_argument("--keep-days", type=int, metavar="N",
                    help="delete readings older than N days (hourly); default: the config file's, else keep all")
+    p.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="share the UDP and HTTP ports with other receivers on this machine (SO_REUSEPORT; use a postgresql:// --db)",
+    )
     from mpseal_host.modem_receiver import add_modem_arguments
 
     add_modem_arguments(p)  # --modem, --baud, --pdu, --no-sms-acks
