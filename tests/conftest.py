@@ -67,7 +67,9 @@ def pg_cluster():
 
     if pg_bin() is None:
         pytest.fail("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin): run 'make system-deps'")
-    cluster = Cluster().start()
+    # fsync off: this server is never crashed by a test (receivers are), and
+    # the suite shares two cores; `make bench` measures with fsync on.
+    cluster = Cluster(settings=["fsync=off"]).start()
     yield cluster
     cluster.stop()
 
