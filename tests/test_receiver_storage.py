@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from mpseal import control
+from mpseal import control, payload
 from mpseal_host.storage import DeviceExists, NoSuchDevice, Storage, StorageError, open_storage
 
 
@@ -111,3 +111,133 @@ def test_allowed_numbers(storage):
     storage.add_device("greenhouse")
     storage.set_allowed_numbers("greenhouse", ["+4915112345678"])
     assert storage.get_device("greenhouse").allowed_numbers == ["+4915112345678"]
+
+
+def _ingest(storage, device, seqs, now=None):
+    import mpseal
+    from mpseal_host.ingest import Ingestor
+
+    items = [(mpseal.seal(device.master_key, device.id, s, payload.encode_values({"t": s})), "udp") for s in seqs]
+    return Ingestor(storage).ingest(items, now=now)
+
+
+def test_readings_keep_the_value_decoded_at_ingest_and_filter_by_time(storage):
+    device = storage.add_device("greenhouse")
+    _ingest(storage, device, [1, 2], now=1_000_000.0)
+    _ingest(storage, device, [3], now=1_000_100.0)
+    rows = storage.readings("greenhouse")
+    assert [(r["seq"], r["value"], r["format"]) for r in rows] == [(1, {"t": 1}, "values"), (2, {"t": 2}, "values"), (3, {"t": 3}, "values")]
+    assert [r["seq"] for r in storage.readings("greenhouse", from_time=1_000_050.0)] == [3]
+    assert [r["seq"] for r in storage.readings("greenhouse", to_time=1_000_050.0)] == [1, 2]
+    assert [r["seq"] for r in storage.readings("greenhouse", since=1, limit=1)] == [3]
+    assert storage.latest_readings()["greenhouse"]["seq"] == 3
+
+
+def test_device_pages_and_the_change_token(db_location, storage):
+    for i in range(5):
+        storage.add_device("d%d" % i)
+    first = storage.device_summaries(limit=2)
+    assert [d["name"] for d in first] == ["d0", "d1"] and "master_key" not in first[0]
+    rest = storage.device_summaries(after_id=first[-1]["id"], limit=10)
+    assert [d["name"] for d in rest] == ["d2", "d3", "d4"] and storage.device_count() == 5
+    token = storage.change_token()
+    assert storage.change_token() == token  # reading changes nothing
+    other = open_storage(db_location)
+    try:
+        _ingest(other, other.get_device("d3"), [1])  # another connection (process) writes
+        changed = storage.change_token()
+        assert changed != token
+        assert storage.device_summaries(after_id=first[-1]["id"], limit=1)[0]["latest"] is None
+        assert storage.device_summaries(after_id=rest[0]["id"], limit=1)[0]["latest"]["seq"] == 1
+    finally:
+        other.close()
+
+
+def test_a_foreign_write_refreshes_only_the_device_it_touched(db_location, storage):
+    from mpseal_host.ingest import Ingestor
+
+    devices = [storage.add_device("d%d" % i) for i in range(20)]
+    ingestor = Ingestor(storage)
+    import mpseal
+
+    batch = [(mpseal.seal(d.master_key, d.id, 1, b"\x00"), "udp") for d in devices]
+    ingestor.ingest(batch)
+    assert ingestor.refreshed == 20
+    other = open_storage(db_location)
+    other.queue_command("d7", control.reboot())  # e.g. `mpseal command` from another process
+    other.close()
+    results = ingestor.ingest([(mpseal.seal(d.master_key, d.id, 2, b"\x00"), "udp") for d in devices])
+    assert ingestor.refreshed == 21  # d7 alone was reloaded ...
+    commands = {r[0].device: mpseal.control.decode_ack(mpseal.unseal(r[1], devices[int(r[0].device[1:])].master_key,
+                                                                       direction=mpseal.TO_DEVICE)[1])[1] for r in results}
+    assert commands["d7"] == [control.reboot()] and commands["d6"] == []  # ... and its command went out
+
+
+V1_SCHEMA = """
+%s
+""" % open(__file__.replace("test_receiver_storage.py", "receiver_schema_v1.sql")).read()
+
+
+def test_a_database_made_by_the_first_release_upgrades(tmp_path):
+    """A file with the v1 schema (what the release before this one created,
+    readings WITHOUT ROWID, payloads decoded on read) opens, keeps its data,
+    and comes back with stored values and the current schema."""
+    import sqlite3
+
+    path = str(tmp_path / "v1.sqlite")
+    db = sqlite3.connect(path)
+    db.executescript(V1_SCHEMA)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute("INSERT INTO devices (id, name, created_at, last_seq) VALUES (3, 'old', 1.0, 2)")
+    db.execute("INSERT INTO device_keys VALUES (3, 0, ?, 'current', 1.0)", (b"\x07" * 32,))
+    for seq in (1, 2):
+        db.execute("INSERT INTO readings VALUES (3, ?, 10.0, 'udp', ?, ?)",
+                   (seq, payload.FORMAT_VALUES, payload.encode_values({"t": seq})))
+    db.execute("INSERT INTO commands (device_id, opcode, argument, created_at) VALUES (3, 1, x'', 1.0)")
+    db.commit()
+    db.close()
+    storage = Storage(path)
+    try:
+        from mpseal_host.storage import SCHEMA_VERSION
+
+        assert storage.schema_version() == SCHEMA_VERSION
+        assert [r["value"] for r in storage.readings("old")] == [{"t": 1}, {"t": 2}]
+        assert storage.latest_readings()["old"]["seq"] == 2
+        assert len(storage.list_commands("old")) == 1
+        device = storage.get_device("old")
+        _ingest(storage, device, [3])
+        assert [r["seq"] for r in storage.readings("old")] == [1, 2, 3]
+    finally:
+        storage.close()
+    Storage(path).close()  # opening again is a no-op
+
+
+def test_a_newer_schema_is_refused_with_a_clear_error(db_location):
+    storage = open_storage(db_location)
+    storage.close()
+    if db_location.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db_location, autocommit=True) as conn:
+            conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    else:
+        import sqlite3
+
+        with sqlite3.connect(db_location) as conn:
+            conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(StorageError, match="newer than this mpseal"):
+        open_storage(db_location)
+
+
+def test_retention_drops_old_readings(db_location, storage):
+    import time
+
+    device = storage.add_device("greenhouse")
+    old = time.time() - 100 * 86400  # three months ago
+    _ingest(storage, device, [1, 2], now=old)
+    _ingest(storage, device, [3])
+    dropped = storage.drop_readings_before(time.time() - 40 * 86400)
+    assert dropped  # a partition name (PostgreSQL) or a row count (SQLite)
+    assert [r["seq"] for r in storage.readings("greenhouse")] == [3]
+    if db_location.startswith("postgresql://"):
+        assert all(upper > time.time() - 40 * 86400 for _, _, upper in storage.partitions())
