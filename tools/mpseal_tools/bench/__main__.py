@@ -97,58 +97,8 @@ def protocol_section():
     return {"cpython": rates, "micropython": mp}
 
 
-def downlink_section(replays=10000, seconds=10):
-    """Issue 12's figures: the re-ack budget under a replay flood, and the
-    cost of a resync exchange (bytes each way, round trips)."""
-    import tempfile
-
-    from mpseal import control, payload
-    from mpseal_host.ingest import Ingestor
-    from mpseal_host.pipeline import ReAckLimiter
-    from mpseal_host.storage import Storage
-
-    print("== downlink (idempotent acks, re-ack budget, resync) ==", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        storage = Storage(os.path.join(tmp, "bench.sqlite"), synchronous="NORMAL")
-        device = storage.add_device("bench")
-        clock = [0.0]
-        ingestor = Ingestor(storage)
-        ingestor.limiter.clock = lambda: clock[0]
-        reading = mpseal.seal(device.master_key, device.id, 1, payload.encode_values({"temperature": 21.5}))
-        board, stranger = ("10.0.0.5", 4000), ("192.0.2.9", 53)
-        ingestor.ingest([(reading, "udp", None, board)])
-        host_seq = storage.get_device("bench").host_seq
-        answered = {board: 0, stranger: 0}
-        start = time.perf_counter()
-        per_step = replays // seconds // 2
-        for _ in range(seconds):
-            clock[0] += 1.0
-            batch = [(reading, "udp", None, board)] * per_step + [(reading, "udp", None, stranger)] * per_step
-            for item, (_, ack) in zip(batch, ingestor.ingest(batch)):
-                answered[item[3]] += ack is not None
-        elapsed = time.perf_counter() - start
-        total = per_step * 2 * seconds
-        print("re-ack budget: per device %d + %.1f/s; per source %d + %.1f/s (known address), %d + %.1f/s (any other)" % (
-            ReAckLimiter.DEVICE_BURST, ReAckLimiter.DEVICE_RATE, ReAckLimiter.DEVICE_BURST, ReAckLimiter.DEVICE_RATE,
-            ReAckLimiter.NEW_BURST, ReAckLimiter.NEW_RATE))
-        print("  %d copies of one reading over %d s (half from the board's address, half from a stranger's):" % (total, seconds))
-        print("  answered %d (board's address) + %d (stranger), host seq +%d, %.0f duplicates/s through the pipeline" % (
-            answered[board], answered[stranger], storage.get_device("bench").host_seq - host_seq, total / elapsed))
-        nonce = os.urandom(control.RESYNC_NONCE_SIZE)
-        sizes = []
-        for version in (mpseal.VERSION_STANDARD, mpseal.VERSION_COMPACT):
-            request = mpseal.seal(device.master_key, device.id, 0, control.encode_resync_request(nonce, 1),
-                                  type=control.TYPE_RESYNC_REQUEST, version=version)
-            clock[0] += 100.0
-            answer = ingestor.ingest([(request, "udp", None, board)])[0][1]
-            sizes.append((len(request), len(answer)))
-        storage.close()
-    print("resync exchange: 1 round trip; request %d + answer %d bytes (standard), %d + %d (compact)" % (
-        sizes[0] + sizes[1]))
-    return {"answered": answered, "resync_bytes": sizes}
-
-
-SECTIONS = ("mpseal_tools.bench.receiver", "mpseal_tools.bench.firmware", "mpseal_tools.bench.integrations")
+SECTIONS = ("mpseal_tools.bench.receiver", "mpseal_tools.bench.storage", "mpseal_tools.bench.firmware",
+            "mpseal_tools.bench.integrations")
 
 
 def main():
