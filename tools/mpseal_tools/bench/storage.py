@@ -187,7 +187,9 @@ def run(location, receivers, packets, seconds, server_pids=()):
     try:
         server = list(server_pids() if callable(server_pids) else server_pids)
         cpu0, server0 = cpu_seconds(pids), cpu_seconds(server)
+        client0 = time.process_time()
         elapsed = blast([a for _, a in procs], packets, seconds)
+        client = time.process_time() - client0
         time.sleep(0.3)  # the last batch commits
         cpu1 = cpu_seconds(pids)
         server = list(server_pids() if callable(server_pids) else server_pids)
@@ -206,6 +208,7 @@ def run(location, receivers, packets, seconds, server_pids=()):
     finally:
         storage.close()
     per = max(stored, 1)
+    run.client_us = client / per * 1e6  # the load generator's own CPU, printed beside
     return stored / elapsed, (cpu1 - cpu0) / per * 1e6, (server1 - server0) / per * 1e6, stored
 
 
@@ -217,8 +220,8 @@ def main(argv=None):
     from mpseal_tools.bench.receiver import bench_ceiling
     from mpseal_tools.pgcluster import Cluster, pg_bin
 
-    print("storage benchmark (UDP loopback, %d devices, window %d, %.0f s per configuration, %d cores)"
-          % (DEVICES, WINDOW, args.seconds, os.cpu_count()), flush=True)
+    print("storage benchmark (UDP loopback, %d devices, window %d, %.0f s per configuration, %d cores, load average %.1f)"
+          % (DEVICES, WINDOW, args.seconds, os.cpu_count(), os.getloadavg()[0]), flush=True)
     _, per_reading, _ = bench_ceiling()
     print("  crypto ceiling on one core (unseal + seal the ack): %.0f readings/s" % per_reading, flush=True)
     fleet = list(range(1, DEVICES + 1))
@@ -239,7 +242,7 @@ def main(argv=None):
                     rate, cpu, server, stored = run(url, n, pool, args.seconds, lambda: children_of(postmaster))
                     results["pg%d" % n] = rate
                     print("  PostgreSQL, %d receiver%s: %6.0f stored readings/s  (receivers %.0f µs CPU/reading,"
-                          " server %.0f µs CPU/reading; %d stored)" % (n, "s" if n > 1 else "", rate, cpu, server, stored),
+                          " server %.0f, client %.0f; %d stored)" % (n, "s" if n > 1 else "", rate, cpu, server, run.client_us, stored),
                           flush=True)
             finally:
                 cluster.stop()
@@ -247,8 +250,8 @@ def main(argv=None):
         register(empty, fleet).close()
         rate, cpu, _, stored = run(empty, 1, pool, args.seconds)
         results["sqlite"] = rate
-        print("  SQLite, 1 receiver, empty database: %6.0f stored readings/s  (receiver %.0f µs CPU/reading; %d stored)"
-              % (rate, cpu, stored), flush=True)
+        print("  SQLite, 1 receiver, empty database: %6.0f stored readings/s  (receiver %.0f µs CPU/reading,"
+              " client %.0f; %d stored)" % (rate, cpu, run.client_us, stored), flush=True)
         aged = os.path.join(folder, "history.sqlite")
         history_fleet = list(range(1, HISTORY_DEVICES + 1))
         started = time.perf_counter()
