@@ -15,7 +15,7 @@ from mpseal.errors import InvalidPacket
 from mpseal.packet import parse_header
 from mpseal_host.pipeline import REJECTED, Batch, DeviceState, Outcome, Pipeline
 from mpseal_host.rejections import STORAGE_ERROR
-from mpseal_host.storage import NO_DEVICE, StorageFailure
+from mpseal_host.storage import NO_DEVICE, StorageUnavailable
 
 log = logging.getLogger("mpseal.receiver")
 
@@ -119,7 +119,7 @@ class Ingestor:
         except Exception as exc:  # a full disk or a bug must not take the receiver down
             # Nothing was stored, so nothing is acknowledged; the in-memory
             # windows may have moved ahead of the database: reload them.
-            if isinstance(exc, StorageFailure):
+            if isinstance(exc, StorageUnavailable):
                 log.error("could not store a batch of %d packets: %s", len(items), exc)
             else:
                 log.exception("ingest failed for a batch of %d packets", len(items))

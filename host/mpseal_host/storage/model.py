@@ -12,7 +12,7 @@ from mpseal.payload import FORMAT_JSON, FORMAT_RAW, FORMAT_VALUES, decode
 from mpseal_host.errors import MpsealError
 
 __all__ = ["FORMAT_NAMES", "KEY_CURRENT", "KEY_PENDING", "MAX_DEVICE_NAME", "NO_DEVICE", "Device", "DeviceExists",
-           "NoSuchDevice", "StorageError", "StorageUnavailable", "StorageFailure", "NewReading"]
+           "NoSuchDevice", "StorageError", "StorageUnavailable", "NewReading"]
 
 NO_DEVICE = -1  # rejections that name no registered device (unparsable, unknown id)
 FORMAT_NAMES = {FORMAT_RAW: "raw", FORMAT_JSON: "json", FORMAT_VALUES: "values"}
@@ -31,8 +31,6 @@ class StorageUnavailable(StorageError):
     the operation was stored. Backends turn their driver's errors into this;
     nobody outside the storage package sees a driver exception."""
 
-
-StorageFailure = StorageUnavailable  # the backends' name for it
 
 
 class NoSuchDevice(StorageError):
@@ -139,7 +137,7 @@ def device_exists(name):
 
 
 def newer_schema(location, found, known):
-    return StorageFailure(
+    return StorageUnavailable(
         "database %s has schema version %s, newer than this mpseal knows (%d): upgrade mpseal" % (location, found, known)
     )
 

@@ -15,7 +15,7 @@ second reading, and a command is taken by exactly one ack.
 
 Readings are partitioned by calendar month (UTC) on received_at; writers
 create the partition of the current and the next month ahead of time, and
-drop_readings_before() drops whole partitions.
+delete_readings_before() drops whole partitions.
 """
 import calendar
 import json
@@ -34,7 +34,7 @@ from mpseal_host.storage.model import (
     KEY_PENDING,
     Device,
     StorageError,
-    StorageFailure,
+    StorageUnavailable,
     check_device_id,
     check_device_name,
     check_key,
@@ -102,17 +102,17 @@ class PostgresStorage(Storage):
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
             migrations_postgres.migrate(self.conn, self.location, newer_schema)
             self._ensure_partitions(time.time())
-        except StorageFailure:
+        except StorageUnavailable:
             raise
         except psycopg.Error as exc:
-            raise StorageFailure("cannot open database %s: %s" % (self.location, str(exc).strip().splitlines()[0]))
+            raise StorageUnavailable("cannot open database %s: %s" % (self.location, str(exc).strip().splitlines()[0]))
 
     def close(self):
         self.conn.close()
 
     def _failure(self, what, exc):
         text = str(exc).strip().splitlines()
-        return StorageFailure("%s on %s failed: %s" % (what, self.location, text[0] if text else type(exc).__name__))
+        return StorageUnavailable("%s on %s failed: %s" % (what, self.location, text[0] if text else type(exc).__name__))
 
     @contextmanager
     def _write(self, what):
@@ -177,16 +177,27 @@ class PostgresStorage(Storage):
                 found.append((name, _month_start(year, month), _month_start(*_next_month(year, month))))
         return found
 
-    def drop_readings_before(self, cutoff):
-        dropped = []
-        for name, _, upper in self.partitions():
-            if upper <= cutoff:
+    def delete_readings_before(self, when):
+        """Drops the partitions that lie wholly before `when` (no row by row
+        delete, no table bloat) and deletes the older rows of the one month
+        that straddles it; returns how many readings went."""
+        deleted = 0
+        for name, lower, upper in self.partitions():
+            if upper <= when:
                 with self._write("dropping partition %s" % name) as conn:
+                    deleted += conn.execute("SELECT COUNT(*) FROM %s" % name).fetchone()[0]
                     conn.execute("DROP TABLE %s" % name)
                 match = PARTITION_NAME.match(name)
                 self._months.discard((int(match.group(1)), int(match.group(2))))
-                dropped.append(name)
-        return dropped
+            elif lower < when:
+                with self._write("deleting old readings") as conn:
+                    deleted += conn.execute("DELETE FROM %s WHERE received_at < %%s" % name, (when,)).rowcount
+        return deleted
+
+    def count_readings(self, name_or_id):
+        with self._read("counting readings") as conn:
+            device_id = self._device_id(name_or_id)
+            return conn.execute("SELECT COUNT(*) FROM readings WHERE device_id = %s", (device_id,)).fetchone()[0]
 
     # --- devices -----------------------------------------------------------------
 
@@ -226,7 +237,7 @@ class PostgresStorage(Storage):
                 conn.execute(
                     "INSERT INTO device_keys VALUES (%s, %s, %s, %s, %s)", (device_id, epoch, bytes(key), KEY_CURRENT, now)
                 )
-        except StorageFailure as exc:
+        except StorageUnavailable as exc:
             if isinstance(exc.__cause__, pg_errors.UniqueViolation):
                 raise device_exists(name)
             raise

@@ -26,7 +26,7 @@ from mpseal_host.storage.model import (
     KEY_PENDING,
     Device,
     StorageError,
-    StorageFailure,
+    StorageUnavailable,
     check_device_id,
     check_device_name,
     check_key,
@@ -68,7 +68,7 @@ def _create_private(path):
 
 
 def _failure(what, exc):
-    return StorageFailure("%s: %s" % (what, exc))
+    return StorageUnavailable("%s: %s" % (what, exc))
 
 
 def _device(row):
@@ -119,7 +119,7 @@ class SQLiteStorage(Storage):
         self.checkpointer = None
         try:
             if os.path.isdir(self.path):
-                raise StorageFailure("cannot open database %s: it is a directory" % self.path)
+                raise StorageUnavailable("cannot open database %s: it is a directory" % self.path)
             _create_private(self.path)
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -131,10 +131,10 @@ class SQLiteStorage(Storage):
             # keeping them cached saves re-reading them for the next batch.
             self.db.execute("PRAGMA cache_size=-65536")
             migrations_sqlite.migrate(self.db, self.path)
-        except StorageFailure:
+        except StorageUnavailable:
             raise
         except (OSError, sqlite3.Error) as exc:
-            raise StorageFailure("cannot open database %s: %s" % (self.path, exc))
+            raise StorageUnavailable("cannot open database %s: %s" % (self.path, exc))
         if serving and self.path != ":memory:":
             # A long-running writer: checkpoints go to a thread of their own.
             self.db.execute("PRAGMA wal_autocheckpoint=0")
