@@ -242,3 +242,32 @@ def test_retention_drops_old_readings(db_location, storage):
     assert storage.get_device("greenhouse").stored == 3  # counters and windows stay
     if db_location.startswith("postgresql://"):
         assert all(upper > time.time() - 40 * 86400 for _, _, upper in storage.partitions())
+
+
+def test_acks_and_device_events_are_kept_with_the_batch(storage):
+    """What the downlink pipeline persists: a reading's sealed ack (a
+    duplicate gets the same bytes back) and per-device event counters."""
+    from mpseal_host.pipeline import Batch, DeviceState
+    from mpseal_host.storage import NewReading
+
+    device = storage.add_device("greenhouse")
+    (dev, keys, has_commands), = storage.ingest_states([device.id])
+    state = DeviceState(dev, {}, has_commands)
+    batch = Batch(1000.0)
+    state.window.update(1)
+    state.window.update(2)
+    batch.devices[dev.id] = state
+    batch.readings += [NewReading(dev.id, 1, 1000.0, "udp", 3, b"\x01", "1", b"ack-1"),
+                       NewReading(dev.id, 2, 1000.0, "udp", 3, b"\x02", "2", None)]
+    batch.events = {(dev.id, "reack_limited"): 2}
+    with storage.ingest_transaction([dev.id], batch.now):
+        storage.write_batch(batch)
+    later = Batch(1001.0)
+    later.acks_kept = [(b"ack-2", dev.id, 2)]
+    later.events = {(dev.id, "reack_limited"): 1}
+    with storage.ingest_transaction([dev.id], later.now):
+        storage.write_batch(later)
+    assert storage.stored_reading(dev.id, 1) == (b"\x01", b"ack-1")
+    assert storage.stored_reading(dev.id, 2) == (b"\x02", b"ack-2")
+    assert storage.stored_reading(dev.id, 3) is None
+    assert storage.event_counts() == {"greenhouse": {"reack_limited": 3}}

@@ -146,8 +146,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def write_batch(self, batch):
         """Persists a pipeline.Batch inside ingest_transaction: readings
-        (model.NewReading, value already decoded), device states (one
-        statement), rejection counts, commands sent, key promotions."""
+        (model.NewReading, value already decoded, with the sealed ack when
+        the pipeline keeps one), device states (one statement), rejection
+        counts, commands sent, key promotions; and, when the batch has them,
+        `acks_kept` [(ack, device_id, seq)] for readings stored without an
+        ack and `events` {(device_id, event): n}."""
 
     @abc.abstractmethod
     def count_rejection(self, device_id, reason):
@@ -170,6 +173,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def rejection_counts(self):
         """(totals {reason: n}, {device name or '(unregistered)': {reason: n}})."""
+
+    @abc.abstractmethod
+    def event_counts(self):
+        """{device name or '(unregistered)': {event: n}}: Batch.events
+        (what happened to a device that is no refusal)."""
 
     @abc.abstractmethod
     def device_summaries(self, after_id=None, limit=100):

@@ -59,6 +59,13 @@ CREATE TABLE rejections (
     last_at float8 NOT NULL,
     PRIMARY KEY (device_id, reason)
 );
+CREATE TABLE device_events (
+    device_id bigint NOT NULL,
+    event text NOT NULL,
+    count bigint NOT NULL,
+    last_at float8 NOT NULL,
+    PRIMARY KEY (device_id, event)
+);
 CREATE TABLE commands (
     id bigserial PRIMARY KEY,
     device_id bigint NOT NULL REFERENCES devices(id) ON DELETE CASCADE,

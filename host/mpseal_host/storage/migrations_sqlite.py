@@ -6,7 +6,8 @@ at once migrate it once). `meta.schema_version` says where a file is.
 Version 1: the first release (readings WITHOUT ROWID keyed by (device, seq),
 payload decoded on every read). Version 2: decoded values stored (JSON),
 the ack a reading got, readings on an increasing rowid with a (device, seq)
-unique index, a per-device change counter, partial indexes for commands.
+unique index, a per-device change counter, partial indexes for commands,
+device_events.
 """
 import sqlite3
 
@@ -48,6 +49,15 @@ CREATE TABLE rejections (
     count INTEGER NOT NULL,
     last_at REAL NOT NULL,
     PRIMARY KEY (device_id, reason)
+);
+-- What happened to a device that is no refusal (re-acks over a budget,
+-- resync requests, ...): the downlink pipeline's Batch.events.
+CREATE TABLE device_events (
+    device_id INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    last_at REAL NOT NULL,
+    PRIMARY KEY (device_id, event)
 );
 CREATE TABLE commands (
     id INTEGER PRIMARY KEY,
@@ -101,6 +111,10 @@ def _v1_to_v2(db):
         " FROM readings_v1 ORDER BY received_at, device_id, seq" % ack
     )
     db.execute("DROP TABLE readings_v1")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS device_events (device_id INTEGER NOT NULL, event TEXT NOT NULL,"
+        " count INTEGER NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (device_id, event))"
+    )
     db.execute("DROP INDEX IF EXISTS commands_unsent")
     db.executescript_in_tx(COMMAND_INDEXES)
 

@@ -51,6 +51,11 @@ SCHEMA_VERSION = migrations_postgres.SCHEMA_VERSION
 PARTITION_LOCK = 4740_0002  # pg_advisory_xact_lock key: creating partitions
 PARTITION_NAME = re.compile(r"^readings_p(\d{4})(\d{2})$")
 COPY_READINGS = "COPY readings (device_id, seq, received_at, transport, format, payload, value, ack) FROM STDIN"
+COUNT_EVENTS = (
+    "INSERT INTO device_events (device_id, event, count, last_at)"
+    " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::float8[])"
+    " ON CONFLICT (device_id, event) DO UPDATE SET count = device_events.count + excluded.count, last_at = excluded.last_at"
+)
 DEVICE_COLUMNS = (
     "d.id, d.name, k.epoch, k.master_key, p.epoch, d.created_at, d.replay_window,"
     " d.last_seq, d.last_seen, d.last_transport, d.host_seq, d.allowed_numbers::text,"
@@ -248,6 +253,7 @@ class PostgresStorage(Storage):
             device_id = self._device_id(name_or_id, lock=True)
             conn.execute("DELETE FROM readings WHERE device_id = %s", (device_id,))
             conn.execute("DELETE FROM rejections WHERE device_id = %s", (device_id,))
+            conn.execute("DELETE FROM device_events WHERE device_id = %s", (device_id,))
             conn.execute("DELETE FROM devices WHERE id = %s", (device_id,))  # keys, commands cascade
 
     def _devices(self, where="", params=(), tail=""):
@@ -449,6 +455,20 @@ class PostgresStorage(Storage):
                 " WHERE c.id = v.id",
                 ([r[0] for r in sent], [r[1] for r in sent], [r[2] for r in sent], [r[3] for r in sent]),
             )
+        acks_kept = getattr(batch, "acks_kept", ())  # (ack, device_id, seq)
+        if acks_kept:
+            conn.execute(
+                "UPDATE readings r SET ack = v.ack FROM unnest(%s::bytea[], %s::bigint[], %s::bigint[]) AS v(ack, d, s)"
+                " WHERE r.device_id = v.d AND r.seq = v.s",
+                ([a for a, _, _ in acks_kept], [d for _, d, _ in acks_kept], [q for _, _, q in acks_kept]),
+            )
+        events = getattr(batch, "events", None)  # {(device_id, event): n}
+        if events:
+            keys = sorted(events)
+            conn.execute(
+                COUNT_EVENTS,
+                ([k[0] for k in keys], [k[1] for k in keys], [events[k] for k in keys], [batch.now] * len(keys)),
+            )
         for device_id, epoch in sorted(batch.promotions.items()):
             conn.execute("DELETE FROM device_keys WHERE device_id = %s AND epoch != %s", (device_id, epoch))
             conn.execute("UPDATE device_keys SET state = 'current' WHERE device_id = %s", (device_id,))
@@ -501,6 +521,14 @@ class PostgresStorage(Storage):
 
     def rejection_counts(self):
         return summarize_rejections(self._rejection_rows())
+
+    def event_counts(self):
+        with self._read("reading device events") as conn:
+            rows = conn.execute(
+                "SELECT d.name, e.event, e.count FROM device_events e LEFT JOIN devices d ON d.id = e.device_id"
+                " ORDER BY e.event"
+            ).fetchall()
+        return summarize_rejections(rows)[1]
 
     def device_summaries(self, after_id=None, limit=100):
         devices = self.list_devices(after_id, limit)

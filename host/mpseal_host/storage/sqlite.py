@@ -49,6 +49,10 @@ COUNT_REJECTIONS = (
     "INSERT INTO rejections VALUES (?, ?, ?, ?) ON CONFLICT (device_id, reason)"
     " DO UPDATE SET count = count + excluded.count, last_at = excluded.last_at"
 )
+COUNT_EVENTS = (
+    "INSERT INTO device_events VALUES (?, ?, ?, ?) ON CONFLICT (device_id, event)"
+    " DO UPDATE SET count = count + excluded.count, last_at = excluded.last_at"
+)
 DEVICE_COLUMNS = (
     "d.id, d.name, k.epoch, k.master_key, p.epoch AS pending_epoch, d.created_at, d.replay_window,"
     " d.last_seq, d.last_seen, d.last_transport, d.host_seq, d.allowed_numbers,"
@@ -427,6 +431,12 @@ class SQLiteStorage(Storage):
                 "UPDATE commands SET sent_at = ?, sent_host_seq = ?, acked_device_seq = ? WHERE id = ?",
                 batch.commands_sent,
             )
+        acks_kept = getattr(batch, "acks_kept", ())  # (ack, device_id, seq): acks sealed for readings stored without one
+        if acks_kept:
+            db.executemany("UPDATE readings SET ack = ? WHERE device_id = ? AND seq = ?", acks_kept)
+        events = getattr(batch, "events", None)  # {(device_id, event): n}
+        if events:
+            db.executemany(COUNT_EVENTS, [(d, e, n, batch.now) for (d, e), n in sorted(events.items())])
         for device_id, epoch in batch.promotions.items():
             db.execute("DELETE FROM device_keys WHERE device_id = ? AND epoch != ?", (device_id, epoch))
             db.execute("UPDATE device_keys SET state = 'current' WHERE device_id = ?", (device_id,))
@@ -494,6 +504,14 @@ class SQLiteStorage(Storage):
 
     def rejection_counts(self):
         return summarize_rejections(self._rejection_rows())
+
+    def event_counts(self):
+        with self._read("reading device events") as db:
+            rows = db.execute(
+                "SELECT d.name, e.event, e.count FROM device_events e LEFT JOIN devices d ON d.id = e.device_id"
+                " ORDER BY e.event"
+            ).fetchall()
+        return summarize_rejections(rows)[1]
 
     def device_summaries(self, after_id=None, limit=100):
         devices = self.list_devices(after_id, limit)
