@@ -1,8 +1,8 @@
 """`mpseal receive --modem PORT`: SMS from the host's own modem into the database.
 
 A thread with its own database connection (so the asyncio UDP/HTTP side is
-never blocked by a serial port, and each side sees the other's writes
-through PRAGMA data_version). New SMS are found by the +CMTI URC and, in case
+never blocked by a serial port; each side sees the other's writes through
+the storage's per-device change counters). New SMS are found by the +CMTI URC and, in case
 one was lost or SMS arrived while we were away, by listing the storage every
 `sweep_s` seconds.
 

@@ -29,6 +29,8 @@ costs O(changed devices), never a full reload.
 """
 import abc
 
+from mpseal_host.storage.model import stats_from, summarize_rejections
+
 
 class Storage(abc.ABC):
     #: Where the data lives, for log lines and /healthz (never a password).
@@ -170,23 +172,50 @@ class Storage(abc.ABC):
         """{device name: its reading with the highest seq, or None} for
         every device (or those named)."""
 
-    @abc.abstractmethod
     def rejection_counts(self):
         """(totals {reason: n}, {device name or '(unregistered)': {reason: n}})."""
+        return summarize_rejections(self._rejection_rows())
 
     @abc.abstractmethod
     def event_counts(self):
         """{device name or '(unregistered)': {event: n}}: Batch.events
         (what happened to a device that is no refusal)."""
 
-    @abc.abstractmethod
     def device_summaries(self, after_id=None, limit=100):
         """A page of devices for the API: [Device.public() + latest +
-        rejected_by_reason], a fixed number of queries whatever the fleet."""
+        rejected_by_reason], three queries whatever the fleet."""
+        devices = self.list_devices(after_id, limit)
+        if not devices:
+            return []
+        lo, hi = devices[0].id, devices[-1].id
+        latest = self._latest_readings_of_ids(lo, hi)
+        rejected = summarize_rejections(self._rejection_rows(lo, hi))[1]
+        summaries = []
+        for device in devices:
+            info = device.public()
+            info["latest"] = latest.get(device.name)
+            info["rejected_by_reason"] = rejected.get(device.name, {})
+            summaries.append(info)
+        return summaries
 
-    @abc.abstractmethod
     def stats(self):
         """Fleet totals for `mpseal stats` and /api/stats."""
+        totals, per_device = self.rejection_counts()
+        return stats_from(self._fleet_sums(), totals, per_device)
+
+    # --- what the composed queries above need from a backend ---------------------
+
+    @abc.abstractmethod
+    def _rejection_rows(self, lo=None, hi=None):
+        """[(device name or None, reason, count)], devices lo..hi when given."""
+
+    @abc.abstractmethod
+    def _latest_readings_of_ids(self, lo, hi):
+        """latest_readings() for the devices with ids lo..hi."""
+
+    @abc.abstractmethod
+    def _fleet_sums(self):
+        """(devices, received, stored, duplicates) over the fleet, as ints."""
 
     @abc.abstractmethod
     def count_readings(self, name_or_id):

@@ -43,7 +43,6 @@ from mpseal_host.storage.model import (
     newer_schema,
     no_such_device,
     reading_dict,
-    stats_from,
     summarize_rejections,
 )
 
@@ -511,7 +510,10 @@ class PostgresStorage(Storage):
             return self._latest()
         return self._latest("WHERE d.name = ANY(%s)", (list(names),))
 
-    def _rejection_rows(self, where="", params=()):
+    def _rejection_rows(self, lo=None, hi=None):
+        where, params = "", ()
+        if lo is not None:
+            where, params = " WHERE r.device_id BETWEEN %s AND %s", (lo, hi)
         with self._read("reading rejection counts") as conn:
             return conn.execute(
                 "SELECT d.name, r.reason, r.count FROM rejections r LEFT JOIN devices d ON d.id = r.device_id"
@@ -519,8 +521,8 @@ class PostgresStorage(Storage):
                 params,
             ).fetchall()
 
-    def rejection_counts(self):
-        return summarize_rejections(self._rejection_rows())
+    def _latest_readings_of_ids(self, lo, hi):
+        return self._latest("WHERE d.id BETWEEN %s AND %s", (lo, hi))
 
     def event_counts(self):
         with self._read("reading device events") as conn:
@@ -530,26 +532,10 @@ class PostgresStorage(Storage):
             ).fetchall()
         return summarize_rejections(rows)[1]
 
-    def device_summaries(self, after_id=None, limit=100):
-        devices = self.list_devices(after_id, limit)
-        if not devices:
-            return []
-        lo, hi = devices[0].id, devices[-1].id
-        latest = self._latest("WHERE d.id BETWEEN %s AND %s", (lo, hi))
-        rejected = summarize_rejections(self._rejection_rows(" WHERE r.device_id BETWEEN %s AND %s", (lo, hi)))[1]
-        summaries = []
-        for device in devices:
-            info = device.public()
-            info["latest"] = latest.get(device.name)
-            info["rejected_by_reason"] = rejected.get(device.name, {})
-            summaries.append(info)
-        return summaries
-
-    def stats(self):
-        totals, per_device = self.rejection_counts()
+    def _fleet_sums(self):
         with self._read("reading stats") as conn:
             sums = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(received), 0), COALESCE(SUM(stored), 0), COALESCE(SUM(duplicates), 0)"
                 " FROM devices"
             ).fetchone()
-        return stats_from([int(x) for x in sums], totals, per_device)
+        return [int(x) for x in sums]

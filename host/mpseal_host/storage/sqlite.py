@@ -34,7 +34,6 @@ from mpseal_host.storage.model import (
     new_key,
     no_such_device,
     reading_dict,
-    stats_from,
     summarize_rejections,
 )
 
@@ -494,7 +493,10 @@ class SQLiteStorage(Storage):
         names = list(names)
         return self._latest("WHERE d.name IN (%s)" % ",".join("?" * len(names)), names) if names else {}
 
-    def _rejection_rows(self, where="", params=()):
+    def _rejection_rows(self, lo=None, hi=None):
+        where, params = "", ()
+        if lo is not None:
+            where, params = " WHERE r.device_id BETWEEN ? AND ?", (lo, hi)
         with self._read("reading rejection counts") as db:
             return db.execute(
                 "SELECT d.name, r.reason, r.count FROM rejections r LEFT JOIN devices d ON d.id = r.device_id"
@@ -502,8 +504,8 @@ class SQLiteStorage(Storage):
                 params,
             ).fetchall()
 
-    def rejection_counts(self):
-        return summarize_rejections(self._rejection_rows())
+    def _latest_readings_of_ids(self, lo, hi):
+        return self._latest("WHERE d.id BETWEEN ? AND ?", (lo, hi))
 
     def event_counts(self):
         with self._read("reading device events") as db:
@@ -513,47 +515,10 @@ class SQLiteStorage(Storage):
             ).fetchall()
         return summarize_rejections(rows)[1]
 
-    def device_summaries(self, after_id=None, limit=100):
-        devices = self.list_devices(after_id, limit)
-        if not devices:
-            return []
-        lo, hi = devices[0].id, devices[-1].id
-        latest = self._latest("WHERE d.id BETWEEN ? AND ?", (lo, hi))
-        rejected = summarize_rejections(self._rejection_rows(" WHERE r.device_id BETWEEN ? AND ?", (lo, hi)))[1]
-        summaries = []
-        for device in devices:
-            info = device.public()
-            info["latest"] = latest.get(device.name)
-            info["rejected_by_reason"] = rejected.get(device.name, {})
-            summaries.append(info)
-        return summaries
-
-    def event_counts(self):
-        """{device name: {event: n}} (pipeline.py's events: reack_limited, resync:<why>, ...)."""
-        per_device = {}
-        rows = self.db.execute(
-            "SELECT COALESCE(d.name, '(unregistered)'), e.event, e.count FROM device_events e"
-            " LEFT JOIN devices d ON d.id = e.device_id ORDER BY e.event"
-        )
-        for name, event, count in rows:
-            per_device.setdefault(name, {})[event] = count
-        return per_device
-
-    def counter_warnings(self):
-        """{device name: text} for counters near 2**32-1 (docs/protocol.md section 5)."""
-        warnings = {}
-        for name, last_seq, host_seq in self.db.execute("SELECT name, last_seq, host_seq FROM devices ORDER BY id"):
-            if last_seq >= MAX_SEQ:
-                warnings[name] = "device sequence numbers used up (2**32-1): the board stopped sealing; re-provision it"
-            elif host_seq >= HOST_SEQ_WARN:
-                warnings[name] = "host->device sequence at %d of %d: re-provision the device before it runs out" % (host_seq, MAX_SEQ)
-        return warnings
-
-    def stats(self):
-        totals, per_device = self.rejection_counts()
+    def _fleet_sums(self):
         with self._read("reading stats") as db:
             sums = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(received), 0), COALESCE(SUM(stored), 0), COALESCE(SUM(duplicates), 0)"
                 " FROM devices"
             ).fetchone()
-        return stats_from(sums, totals, per_device)
+        return [int(x) for x in sums]
