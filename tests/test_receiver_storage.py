@@ -271,3 +271,20 @@ def test_acks_and_device_events_are_kept_with_the_batch(storage):
     assert storage.stored_reading(dev.id, 2) == (b"\x02", b"ack-2")
     assert storage.stored_reading(dev.id, 3) is None
     assert storage.event_counts() == {"greenhouse": {"reack_limited": 3}}
+
+
+def test_time_ranges_thinning_arrivals_and_last_sent_commands(storage):
+    """The queries the integrations (dashboard, export, fleet status) use."""
+    device = storage.add_device("greenhouse")
+    for seq in range(1, 21):
+        _ingest(storage, device, [seq], now=1_000_000.0 + seq)
+    rows = storage.readings_between("greenhouse", 1_000_005.0, 1_000_015.0)
+    assert [r["seq"] for r in rows] == list(range(5, 15)) and rows[0]["value"] == {"t": 5}
+    assert [r["seq"] for r in storage.readings_between("greenhouse", after_seq=17)] == [18, 19, 20]
+    thinned = [r["seq"] for r in storage.readings_between("greenhouse", max_points=5)]
+    assert len(thinned) <= 6 and thinned[0] == 1 and thinned[-1] == 20
+    assert storage.arrival_times("greenhouse", limit=2) == [(20, 1_000_020.0), (19, 1_000_019.0)]
+    storage.queue_command("greenhouse", control.set_interval(300))
+    assert storage.last_sent_commands(control.set_interval(300)[0]) == {}  # queued, not sent yet
+    _ingest(storage, device, [21])
+    assert storage.last_sent_commands(control.set_interval(300)[0]) == {device.id: control.set_interval(300)[1]}

@@ -168,6 +168,23 @@ class Storage(abc.ABC):
         format, value}] (value as decoded at ingest). NoSuchDevice."""
 
     @abc.abstractmethod
+    def readings_between(self, name_or_id, start=None, end=None, after_seq=0, limit=1000, max_points=None):
+        """Readings that arrived in [start, end) (unix seconds, None = open)
+        with seq > `after_seq`, oldest first, at most `limit` (page on with
+        after_seq = the last seq). With `max_points`, a range holding more is
+        thinned to every k-th seq (charts), the newest always kept."""
+
+    @abc.abstractmethod
+    def arrival_times(self, name_or_id, limit=20):
+        """[(seq, received_at)] of the device's newest `limit` readings,
+        newest first (its reporting interval is estimated from them)."""
+
+    @abc.abstractmethod
+    def last_sent_commands(self, opcode):
+        """{device id: argument bytes} of the newest command with `opcode`
+        that went out in an ack, per device."""
+
+    @abc.abstractmethod
     def latest_readings(self, names=None):
         """{device name: its reading with the highest seq, or None} for
         every device (or those named)."""

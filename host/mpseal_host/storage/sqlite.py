@@ -478,6 +478,47 @@ class SQLiteStorage(Storage):
             device_id = self._device_id(name_or_id)
             return db.execute("SELECT COUNT(*) FROM readings WHERE device_id = ?", (device_id,)).fetchone()[0]
 
+    def readings_between(self, name_or_id, start=None, end=None, after_seq=0, limit=1000, max_points=None):
+        # Arrival time is not indexed: this scans the device's readings by seq
+        # (cheap per device; on PostgreSQL the month partitions prune it).
+        where = "device_id = ? AND seq > ? AND received_at >= ? AND received_at < ?"
+        with self._read("reading a time range") as db:
+            device_id = self._device_id(name_or_id)
+            params = [device_id, after_seq, -1e300 if start is None else start, 1e300 if end is None else end]
+            thin = ""
+            if max_points:
+                count, first, last = db.execute(
+                    "SELECT COUNT(*), MIN(seq), MAX(seq) FROM readings WHERE " + where, params
+                ).fetchone()
+                if count > max_points:
+                    stride = -(-count // max_points)
+                    thin = " AND ((seq - ?) %% %d = 0 OR seq = ?)" % stride
+                    params += [first, last]
+            rows = db.execute(
+                "SELECT seq, received_at, transport, format, value FROM readings WHERE " + where + thin
+                + " ORDER BY seq LIMIT ?",
+                params + [limit],
+            ).fetchall()
+        return [reading_dict(*row) for row in rows]
+
+    def arrival_times(self, name_or_id, limit=20):
+        with self._read("reading arrival times") as db:
+            device_id = self._device_id(name_or_id)
+            rows = db.execute(
+                "SELECT seq, received_at FROM readings WHERE device_id = ? ORDER BY seq DESC LIMIT ?",
+                (device_id, limit),
+            ).fetchall()
+        return [tuple(r) for r in rows]
+
+    def last_sent_commands(self, opcode):
+        with self._read("reading sent commands") as db:
+            rows = db.execute(
+                "SELECT device_id, argument FROM commands WHERE id IN (SELECT MAX(id) FROM commands"
+                " WHERE opcode = ? AND sent_at IS NOT NULL GROUP BY device_id)",
+                (opcode,),
+            ).fetchall()
+        return {device_id: bytes(argument) for device_id, argument in rows}
+
     def _latest(self, where="", params=()):
         with self._read("reading latest readings") as db:
             rows = db.execute(
