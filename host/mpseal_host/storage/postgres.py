@@ -29,11 +29,10 @@ from psycopg import errors as pg_errors
 
 from mpseal_host.storage import migrations_postgres
 from mpseal_host.storage.contract import Storage
+from mpseal_host.storage.sql_common import SqlQueries
 from mpseal_host.storage.model import (
     KEY_CURRENT,
-    KEY_PENDING,
     Device,
-    StorageError,
     StorageUnavailable,
     check_device_id,
     check_device_name,
@@ -43,7 +42,6 @@ from mpseal_host.storage.model import (
     newer_schema,
     no_such_device,
     reading_dict,
-    summarize_rejections,
 )
 
 SCHEMA_VERSION = migrations_postgres.SCHEMA_VERSION
@@ -96,7 +94,12 @@ def _safe_location(url):
     return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
 
 
-class PostgresStorage(Storage):
+class PostgresStorage(SqlQueries, Storage):
+    VALUE = "value::text"  # jsonb as the JSON text the shared queries decode
+
+    def _sql(self, text):
+        return text.replace("%", "%%").replace("?", "%s")
+
     def __init__(self, url, serving=False, connect_timeout=10):
         self.url = url
         self.location = _safe_location(url)
@@ -198,11 +201,6 @@ class PostgresStorage(Storage):
                     deleted += conn.execute("DELETE FROM %s WHERE received_at < %%s" % name, (when,)).rowcount
         return deleted
 
-    def count_readings(self, name_or_id):
-        with self._read("counting readings") as conn:
-            device_id = self._device_id(name_or_id)
-            return conn.execute("SELECT COUNT(*) FROM readings WHERE device_id = %s", (device_id,)).fetchone()[0]
-
     # --- devices -----------------------------------------------------------------
 
     def _device_id(self, name_or_id, lock=False):
@@ -260,56 +258,7 @@ class PostgresStorage(Storage):
             rows = conn.execute("SELECT " + DEVICE_COLUMNS + DEVICE_JOIN + where + " ORDER BY d.id" + tail, params).fetchall()
         return [_device(row) for row in rows]
 
-    def get_device(self, name_or_id):
-        column = "d.id" if isinstance(name_or_id, int) else "d.name"
-        found = self._devices("WHERE %s = %%s" % column, (name_or_id,))
-        return found[0] if found else None
-
-    def list_devices(self, after_id=None, limit=None):
-        return self._devices(
-            "WHERE d.id > %s", (-1 if after_id is None else after_id,), "" if limit is None else " LIMIT %d" % int(limit)
-        )
-
-    def device_count(self):
-        with self._read("counting devices") as conn:
-            return conn.execute("SELECT COUNT(*) FROM devices").fetchone()[0]
-
     # --- keys ------------------------------------------------------------------------
-
-    def device_keys(self, name_or_id):
-        with self._read("reading keys") as conn:
-            device_id = self._device_id(name_or_id)
-            rows = conn.execute(
-                "SELECT epoch, master_key, state FROM device_keys WHERE device_id = %s ORDER BY state", (device_id,)
-            ).fetchall()
-        return [(epoch, bytes(key), state) for epoch, key, state in rows]
-
-    def add_pending_key(self, name_or_id, epoch, key):
-        check_key(key, epoch)
-        with self._write("adding a key") as conn:
-            device_id = self._device_id(name_or_id, lock=True)
-            current = conn.execute(
-                "SELECT epoch FROM device_keys WHERE device_id = %s AND state = 'current'", (device_id,)
-            ).fetchone()
-            if current and current[0] == epoch:
-                raise StorageError("epoch %d is the current one; a new key needs a new epoch" % epoch)
-            conn.execute("DELETE FROM device_keys WHERE device_id = %s AND state = 'pending'", (device_id,))
-            conn.execute(
-                "INSERT INTO device_keys VALUES (%s, %s, %s, %s, %s)",
-                (device_id, epoch, bytes(key), KEY_PENDING, time.time()),
-            )
-            self._touch(conn, device_id)
-
-    def set_key(self, name_or_id, epoch, key):
-        check_key(key, epoch)
-        with self._write("setting a key") as conn:
-            device_id = self._device_id(name_or_id, lock=True)
-            conn.execute("DELETE FROM device_keys WHERE device_id = %s", (device_id,))
-            conn.execute(
-                "INSERT INTO device_keys VALUES (%s, %s, %s, %s, %s)",
-                (device_id, epoch, bytes(key), KEY_CURRENT, time.time()),
-            )
-            self._touch(conn, device_id)
 
     def set_allowed_numbers(self, name_or_id, numbers):
         numbers = [str(n) for n in numbers]
@@ -332,32 +281,6 @@ class PostgresStorage(Storage):
             ).fetchone()
             self._touch(conn, device_id)
         return row[0]
-
-    def list_commands(self, name_or_id):
-        with self._read("listing commands") as conn:
-            device_id = self._device_id(name_or_id)
-            rows = conn.execute(
-                "SELECT id, opcode, created_at, sent_at, sent_host_seq, acked_device_seq FROM commands"
-                " WHERE device_id = %s ORDER BY id",
-                (device_id,),
-            ).fetchall()
-        return [tuple(r) for r in rows]
-
-    def unsent_commands(self, device_id):
-        with self._read("reading commands") as conn:
-            rows = conn.execute(
-                "SELECT id, opcode, argument FROM commands WHERE device_id = %s AND sent_at IS NULL ORDER BY id",
-                (device_id,),
-            ).fetchall()
-        return [(i, op, bytes(arg)) for i, op, arg in rows]
-
-    def commands_acking(self, device_id, device_seq):
-        with self._read("reading commands") as conn:
-            rows = conn.execute(
-                "SELECT id, opcode, argument FROM commands WHERE device_id = %s AND acked_device_seq = %s ORDER BY id",
-                (device_id, device_seq),
-            ).fetchall()
-        return [(i, op, bytes(arg)) for i, op, arg in rows]
 
     def take_commands(self, name_or_id):
         with self._write("taking commands") as conn:
@@ -404,13 +327,6 @@ class PostgresStorage(Storage):
             with_commands = {row[0] for row in conn.execute(
                 "SELECT DISTINCT device_id FROM commands WHERE sent_at IS NULL AND device_id = ANY(%s)", (ids,))}
         return [(d, keys.get(d.id, []), d.id in with_commands) for d in devices]
-
-    def stored_reading(self, device_id, seq):
-        with self._read("looking up a reading") as conn:
-            row = conn.execute(
-                "SELECT payload, ack FROM readings WHERE device_id = %s AND seq = %s LIMIT 1", (device_id, seq)
-            ).fetchone()
-        return None if row is None else (bytes(row[0]), None if row[1] is None else bytes(row[1]))
 
     def write_batch(self, batch):
         conn = self.conn
@@ -478,64 +394,6 @@ class PostgresStorage(Storage):
 
     # --- queries -------------------------------------------------------------------------
 
-    def readings(self, name_or_id, since=None, limit=100, from_time=None, to_time=None):
-        where, params = "", []
-        if from_time is not None:
-            where += " AND received_at >= %s"
-            params.append(from_time)
-        if to_time is not None:
-            where += " AND received_at < %s"
-            params.append(to_time)
-        with self._read("reading readings") as conn:
-            device_id = self._device_id(name_or_id)
-            rows = conn.execute(
-                "SELECT seq, received_at, transport, format, value::text FROM readings WHERE device_id = %s AND seq > %s"
-                + where + " ORDER BY seq DESC LIMIT %s",
-                [device_id, 0 if since is None else since] + params + [limit],
-            ).fetchall()
-        return [reading_dict(*row) for row in reversed(rows)]
-
-    def readings_between(self, name_or_id, start=None, end=None, after_seq=0, limit=1000, max_points=None):
-        # Arrival time is not indexed: this scans the device's readings by seq
-        # (cheap per device; on PostgreSQL the month partitions prune it).
-        where = "device_id = %s AND seq > %s AND received_at >= %s AND received_at < %s"
-        with self._read("reading a time range") as conn:
-            device_id = self._device_id(name_or_id)
-            params = [device_id, after_seq, -1e300 if start is None else start, 1e300 if end is None else end]
-            thin = ""
-            if max_points:
-                count, first, last = conn.execute(
-                    "SELECT COUNT(*), MIN(seq), MAX(seq) FROM readings WHERE " + where, params
-                ).fetchone()
-                if count > max_points:
-                    stride = -(-count // max_points)
-                    thin = " AND ((seq - %%s) %%%% %d = 0 OR seq = %%s)" % stride
-                    params += [first, last]
-            rows = conn.execute(
-                "SELECT seq, received_at, transport, format, value::text FROM readings WHERE " + where + thin
-                + " ORDER BY seq LIMIT %s",
-                params + [limit],
-            ).fetchall()
-        return [reading_dict(*row) for row in rows]
-
-    def arrival_times(self, name_or_id, limit=20):
-        with self._read("reading arrival times") as conn:
-            device_id = self._device_id(name_or_id)
-            rows = conn.execute(
-                "SELECT seq, received_at FROM readings WHERE device_id = %s ORDER BY seq DESC LIMIT %s",
-                (device_id, limit),
-            ).fetchall()
-        return [tuple(r) for r in rows]
-
-    def last_sent_commands(self, opcode):
-        with self._read("reading sent commands") as conn:
-            rows = conn.execute(
-                "SELECT device_id, argument FROM commands WHERE id IN (SELECT MAX(id) FROM commands"
-                " WHERE opcode = %s AND sent_at IS NOT NULL GROUP BY device_id)",
-                (opcode,),
-            ).fetchall()
-        return {device_id: bytes(argument) for device_id, argument in rows}
-
     def _latest(self, where="", params=()):
         with self._read("reading latest readings") as conn:
             rows = conn.execute(
@@ -551,32 +409,5 @@ class PostgresStorage(Storage):
             return self._latest()
         return self._latest("WHERE d.name = ANY(%s)", (list(names),))
 
-    def _rejection_rows(self, lo=None, hi=None):
-        where, params = "", ()
-        if lo is not None:
-            where, params = " WHERE r.device_id BETWEEN %s AND %s", (lo, hi)
-        with self._read("reading rejection counts") as conn:
-            return conn.execute(
-                "SELECT d.name, r.reason, r.count FROM rejections r LEFT JOIN devices d ON d.id = r.device_id"
-                + where + " ORDER BY r.reason",
-                params,
-            ).fetchall()
-
     def _latest_readings_of_ids(self, lo, hi):
         return self._latest("WHERE d.id BETWEEN %s AND %s", (lo, hi))
-
-    def event_counts(self):
-        with self._read("reading device events") as conn:
-            rows = conn.execute(
-                "SELECT d.name, e.event, e.count FROM device_events e LEFT JOIN devices d ON d.id = e.device_id"
-                " ORDER BY e.event"
-            ).fetchall()
-        return summarize_rejections(rows)[1]
-
-    def _fleet_sums(self):
-        with self._read("reading stats") as conn:
-            sums = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(received), 0), COALESCE(SUM(stored), 0), COALESCE(SUM(duplicates), 0)"
-                " FROM devices"
-            ).fetchone()
-        return [int(x) for x in sums]

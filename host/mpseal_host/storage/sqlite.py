@@ -21,11 +21,10 @@ from contextlib import contextmanager
 
 from mpseal_host.storage import migrations_sqlite
 from mpseal_host.storage.contract import Storage
+from mpseal_host.storage.sql_common import SqlQueries
 from mpseal_host.storage.model import (
     KEY_CURRENT,
-    KEY_PENDING,
     Device,
-    StorageError,
     StorageUnavailable,
     check_device_id,
     check_device_name,
@@ -34,7 +33,6 @@ from mpseal_host.storage.model import (
     new_key,
     no_such_device,
     reading_dict,
-    summarize_rejections,
 )
 
 SCHEMA_VERSION = migrations_sqlite.SCHEMA_VERSION
@@ -116,7 +114,7 @@ class Checkpointer(threading.Thread):
         self.join(5)
 
 
-class SQLiteStorage(Storage):
+class SQLiteStorage(SqlQueries, Storage):
     def __init__(self, path, synchronous="FULL", serving=False):
         self.path = self.location = str(path)
         self.checkpointer = None
@@ -201,7 +199,7 @@ class SQLiteStorage(Storage):
 
     # --- devices -----------------------------------------------------------
 
-    def _device_id(self, name_or_id):
+    def _device_id(self, name_or_id, lock=False):  # BEGIN IMMEDIATE already locks everything
         column = "id" if isinstance(name_or_id, int) else "name"
         row = self.db.execute("SELECT id FROM devices WHERE %s = ?" % column, (name_or_id,)).fetchone()
         if row is None:
@@ -242,54 +240,7 @@ class SQLiteStorage(Storage):
             rows = db.execute("SELECT " + DEVICE_COLUMNS + DEVICE_JOIN + where + " ORDER BY d.id" + tail, params).fetchall()
         return [_device(row) for row in rows]
 
-    def get_device(self, name_or_id):
-        column = "d.id" if isinstance(name_or_id, int) else "d.name"
-        found = self._devices("WHERE %s = ?" % column, (name_or_id,))
-        return found[0] if found else None
-
-    def list_devices(self, after_id=None, limit=None):
-        return self._devices(
-            "WHERE d.id > ?", (-1 if after_id is None else after_id,), "" if limit is None else " LIMIT %d" % int(limit)
-        )
-
-    def device_count(self):
-        with self._read("counting devices") as db:
-            return db.execute("SELECT COUNT(*) FROM devices").fetchone()[0]
-
     # --- keys ----------------------------------------------------------------
-
-    def device_keys(self, name_or_id):
-        with self._read("reading keys") as db:
-            device_id = self._device_id(name_or_id)
-            rows = db.execute(
-                "SELECT epoch, master_key, state FROM device_keys WHERE device_id = ? ORDER BY state", (device_id,)
-            ).fetchall()
-        return [(epoch, bytes(key), state) for epoch, key, state in rows]
-
-    def add_pending_key(self, name_or_id, epoch, key):
-        check_key(key, epoch)
-        with self._write("adding a key") as db:
-            device_id = self._device_id(name_or_id)
-            current = db.execute(
-                "SELECT epoch FROM device_keys WHERE device_id = ? AND state = 'current'", (device_id,)
-            ).fetchone()
-            if current and current[0] == epoch:
-                raise StorageError("epoch %d is the current one; a new key needs a new epoch" % epoch)
-            db.execute("DELETE FROM device_keys WHERE device_id = ? AND state = 'pending'", (device_id,))
-            db.execute(
-                "INSERT INTO device_keys VALUES (?, ?, ?, ?, ?)", (device_id, epoch, bytes(key), KEY_PENDING, time.time())
-            )
-            self._touch(db, device_id)
-
-    def set_key(self, name_or_id, epoch, key):
-        check_key(key, epoch)
-        with self._write("setting a key") as db:
-            device_id = self._device_id(name_or_id)
-            db.execute("DELETE FROM device_keys WHERE device_id = ?", (device_id,))
-            db.execute(
-                "INSERT INTO device_keys VALUES (?, ?, ?, ?, ?)", (device_id, epoch, bytes(key), KEY_CURRENT, time.time())
-            )
-            self._touch(db, device_id)
 
     def set_allowed_numbers(self, name_or_id, numbers):
         numbers = [str(n) for n in numbers]
@@ -312,29 +263,6 @@ class SQLiteStorage(Storage):
             )
             self._touch(db, device_id)
             return cursor.lastrowid
-
-    def list_commands(self, name_or_id):
-        with self._read("listing commands") as db:
-            device_id = self._device_id(name_or_id)
-            return db.execute(
-                "SELECT id, opcode, created_at, sent_at, sent_host_seq, acked_device_seq FROM commands"
-                " WHERE device_id = ? ORDER BY id",
-                (device_id,),
-            ).fetchall()
-
-    def unsent_commands(self, device_id):
-        with self._read("reading commands") as db:
-            return db.execute(
-                "SELECT id, opcode, argument FROM commands WHERE device_id = ? AND sent_at IS NULL ORDER BY id",
-                (device_id,),
-            ).fetchall()
-
-    def commands_acking(self, device_id, device_seq):
-        with self._read("reading commands") as db:
-            return db.execute(
-                "SELECT id, opcode, argument FROM commands WHERE device_id = ? AND acked_device_seq = ? ORDER BY id",
-                (device_id, device_seq),
-            ).fetchall()
 
     def take_commands(self, name_or_id):
         with self._write("taking commands") as db:
@@ -390,13 +318,6 @@ class SQLiteStorage(Storage):
                 states.extend((d, keys.get(d.id, []), d.id in with_commands) for d in devices)
         return states
 
-    def stored_reading(self, device_id, seq):
-        with self._read("looking up a reading") as db:
-            row = db.execute(
-                "SELECT payload, ack FROM readings WHERE device_id = ? AND seq = ?", (device_id, seq)
-            ).fetchone()
-        return None if row is None else (bytes(row[0]), None if row[1] is None else bytes(row[1]))
-
     def write_batch(self, batch):
         db = self.db
         if batch.readings:
@@ -449,75 +370,12 @@ class SQLiteStorage(Storage):
 
     # --- queries -----------------------------------------------------------------
 
-    def readings(self, name_or_id, since=None, limit=100, from_time=None, to_time=None):
-        where, params = "", []
-        if from_time is not None:
-            where += " AND received_at >= ?"
-            params.append(from_time)
-        if to_time is not None:
-            where += " AND received_at < ?"
-            params.append(to_time)
-        with self._read("reading readings") as db:
-            device_id = self._device_id(name_or_id)
-            rows = db.execute(
-                "SELECT seq, received_at, transport, format, value FROM readings WHERE device_id = ? AND seq > ?"
-                + where + " ORDER BY seq DESC LIMIT ?",
-                [device_id, 0 if since is None else since] + params + [limit],
-            ).fetchall()
-        return [reading_dict(*row) for row in reversed(rows)]
-
     def delete_readings_before(self, when):
         """Retention: deletes readings received before `when` (epoch seconds);
         returns how many. Windows and counters stay: a deleted reading's
         sequence number is still refused as a replay."""
         with self._write("deleting old readings") as db:
             return db.execute("DELETE FROM readings WHERE received_at < ?", (when,)).rowcount
-
-    def count_readings(self, name_or_id):
-        with self._read("counting readings") as db:
-            device_id = self._device_id(name_or_id)
-            return db.execute("SELECT COUNT(*) FROM readings WHERE device_id = ?", (device_id,)).fetchone()[0]
-
-    def readings_between(self, name_or_id, start=None, end=None, after_seq=0, limit=1000, max_points=None):
-        # Arrival time is not indexed: this scans the device's readings by seq
-        # (cheap per device; on PostgreSQL the month partitions prune it).
-        where = "device_id = ? AND seq > ? AND received_at >= ? AND received_at < ?"
-        with self._read("reading a time range") as db:
-            device_id = self._device_id(name_or_id)
-            params = [device_id, after_seq, -1e300 if start is None else start, 1e300 if end is None else end]
-            thin = ""
-            if max_points:
-                count, first, last = db.execute(
-                    "SELECT COUNT(*), MIN(seq), MAX(seq) FROM readings WHERE " + where, params
-                ).fetchone()
-                if count > max_points:
-                    stride = -(-count // max_points)
-                    thin = " AND ((seq - ?) %% %d = 0 OR seq = ?)" % stride
-                    params += [first, last]
-            rows = db.execute(
-                "SELECT seq, received_at, transport, format, value FROM readings WHERE " + where + thin
-                + " ORDER BY seq LIMIT ?",
-                params + [limit],
-            ).fetchall()
-        return [reading_dict(*row) for row in rows]
-
-    def arrival_times(self, name_or_id, limit=20):
-        with self._read("reading arrival times") as db:
-            device_id = self._device_id(name_or_id)
-            rows = db.execute(
-                "SELECT seq, received_at FROM readings WHERE device_id = ? ORDER BY seq DESC LIMIT ?",
-                (device_id, limit),
-            ).fetchall()
-        return [tuple(r) for r in rows]
-
-    def last_sent_commands(self, opcode):
-        with self._read("reading sent commands") as db:
-            rows = db.execute(
-                "SELECT device_id, argument FROM commands WHERE id IN (SELECT MAX(id) FROM commands"
-                " WHERE opcode = ? AND sent_at IS NOT NULL GROUP BY device_id)",
-                (opcode,),
-            ).fetchall()
-        return {device_id: bytes(argument) for device_id, argument in rows}
 
     def _latest(self, where="", params=()):
         with self._read("reading latest readings") as db:
@@ -534,32 +392,5 @@ class SQLiteStorage(Storage):
         names = list(names)
         return self._latest("WHERE d.name IN (%s)" % ",".join("?" * len(names)), names) if names else {}
 
-    def _rejection_rows(self, lo=None, hi=None):
-        where, params = "", ()
-        if lo is not None:
-            where, params = " WHERE r.device_id BETWEEN ? AND ?", (lo, hi)
-        with self._read("reading rejection counts") as db:
-            return db.execute(
-                "SELECT d.name, r.reason, r.count FROM rejections r LEFT JOIN devices d ON d.id = r.device_id"
-                + where + " ORDER BY r.reason",
-                params,
-            ).fetchall()
-
     def _latest_readings_of_ids(self, lo, hi):
         return self._latest("WHERE d.id BETWEEN ? AND ?", (lo, hi))
-
-    def event_counts(self):
-        with self._read("reading device events") as db:
-            rows = db.execute(
-                "SELECT d.name, e.event, e.count FROM device_events e LEFT JOIN devices d ON d.id = e.device_id"
-                " ORDER BY e.event"
-            ).fetchall()
-        return summarize_rejections(rows)[1]
-
-    def _fleet_sums(self):
-        with self._read("reading stats") as db:
-            sums = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(received), 0), COALESCE(SUM(stored), 0), COALESCE(SUM(duplicates), 0)"
-                " FROM devices"
-            ).fetchone()
-        return [int(x) for x in sums]
