@@ -13,7 +13,7 @@ import time
 from mpseal import DeviceKeys
 from mpseal.errors import InvalidPacket
 from mpseal.packet import parse_header
-from mpseal_host.pipeline import REJECTED, Batch, DeviceState, Outcome, Pipeline
+from mpseal_host.pipeline import REJECTED, Batch, DeviceState, Outcome, Pipeline, ReAckLimiter
 from mpseal_host.rejections import STORAGE_ERROR
 from mpseal_host.storage import NO_DEVICE, StorageUnavailable
 
@@ -62,14 +62,14 @@ class Ingestor:
         self.storage = storage
         self.states = {}  # device id -> DeviceState, refreshed per device by change counter
         self._key_cache = {}  # master key bytes -> DeviceKeys (HKDF once per key, not per refresh)
-        self.pipeline = Pipeline(self, NO_DEVICE)
+        self.limiter = ReAckLimiter()  # lives as long as the process: the re-ack budget spans batches
+        self.pipeline = Pipeline(self, NO_DEVICE, self.limiter)
         self.log_rejection = log_rejection or RejectionLog()
         self.refreshed = 0  # device states (re)loaded from storage: O(changed devices)
 
     # registry interface used by the pipeline
-    def stored_payload(self, device_id, seq):
-        found = self.storage.stored_reading(device_id, seq)
-        return None if found is None else found[0]
+    def stored_reading(self, device_id, seq):
+        return self.storage.stored_reading(device_id, seq)
 
     def unsent_commands(self, device_id):
         return self.storage.unsent_commands(device_id)
@@ -114,7 +114,7 @@ class Ingestor:
         try:
             with self.storage.ingest_transaction(ids, batch.now) as versions:
                 self._refresh(ids, versions)
-                outcomes = [self.pipeline.process(item[0], item[1], batch, *item[2:3]) for item in items]
+                outcomes = [self.pipeline.process(item[0], item[1], batch, *item[2:4]) for item in items]
                 self.storage.write_batch(batch)
         except Exception as exc:  # a full disk or a bug must not take the receiver down
             # Nothing was stored, so nothing is acknowledged; the in-memory

@@ -23,6 +23,7 @@ from mpseal.packet import MAX_SEQ, TYPE_ACK, TYPE_READING, check_tag, decrypt, p
 from mpseal.payload import decode
 from mpseal.replay_window import ReplayWindow
 from mpseal_host.storage.model import NewReading, value_json
+from mpseal_host.rejections import SEQ_REUSED, STORAGE_ERROR, UNKNOWN_SENDER  # noqa: F401  (re-exported)
 
 STORED = "stored"
 DUPLICATE = "duplicate"
@@ -134,8 +135,8 @@ class Batch:
 
     def __init__(self, now):
         self.now = now
-        self.readings = []  # storage NewReading (value decoded once, here)
-        self.stored_payloads = {}  # (device_id, seq) -> payload, for duplicates within the batch
+        self.readings = []  # storage NewReading (value decoded once, here; the sealed ack kept with it)
+        self.stored = {}  # (device_id, seq) -> (payload, ack), for duplicates within the batch
         self.devices = {}  # id -> DeviceState touched
         self.rejections = {}  # (device_id or NO_DEVICE, reason) -> count
         self.events = {}  # (device_id, event name) -> count: re-acks refused, resync requests by reason, ...
@@ -241,21 +242,51 @@ class Pipeline:
                 return self._reject(batch, SEQ_REUSED, transport, state, header.device_id, header.seq)
             outcome.status = DUPLICATE
             state.delta_duplicates += 1
-            commands = batch.commands_acking.get((state.id, header.seq))
-            if commands is None:
-                commands = self.registry.commands_acking(state.id, header.seq)
-        else:
-            state.window.update(header.seq)
-            state.last_seq = max(state.last_seq, header.seq)
-            state.delta_stored += 1
-            if key_state != "current":  # first packet under a rotated key
-                state.keys = {header.epoch: (keys, "current")}
-                batch.promotions[state.id] = header.epoch
-            batch.readings.append(
-                NewReading(state.id, header.seq, batch.now, transport, fmt, payload, value_json(value), None)
+            if not self.limiter.allow(state.id, source):
+                batch.event(state.id, REACK_LIMITED)
+                return outcome
+            outcome.ack = seen[1]  # the first copy's ack, byte for byte
+            if outcome.ack is None:
+                # Stored before acks were kept (or its ack could not be
+                # sealed): seal a plain one once, and keep it from now on.
+                outcome.ack = self._seal_ack(keys, header, state, batch, with_commands=False)
+                if outcome.ack is not None:
+                    batch.acks_kept.append((outcome.ack, state.id, header.seq))
+                    batch.stored[(state.id, header.seq)] = (payload, outcome.ack)
+            return outcome
+        state.window.update(header.seq)
+        state.last_seq = max(state.last_seq, header.seq)
+        state.delta_stored += 1
+        if key_state != "current":  # first packet under a rotated key
+            state.keys = {header.epoch: (keys, "current")}
+            batch.promotions[state.id] = header.epoch
+        outcome.ack = self._seal_ack(keys, header, state, batch)
+        batch.readings.append(
+            NewReading(state.id, header.seq, batch.now, transport, fmt, payload, value_json(value), outcome.ack)
+        )
+        batch.stored[(state.id, header.seq)] = (payload, outcome.ack)
+        batch.sources.append((state.id, source))
+        return outcome
+
+    def _seal_ack(self, keys, header, state, batch, with_commands=True):
+        """The ack of a reading stored for the first time, with the commands
+        waiting for the device; None when it cannot be sealed (counted)."""
+        if state.host_seq >= MAX_SEQ:
+            batch.event(state.id, HOST_SEQ_EXHAUSTED)
+            return None
+        commands = self._take_commands(state) if with_commands else ()
+        try:
+            ack = seal(
+                keys,
+                header.device_id,
+                state.host_seq + 1,
+                encode_ack(header.seq, [(opcode, bytes(arg)) for _, opcode, arg in commands]),
+                type=TYPE_ACK,
+                epoch=header.epoch,
+                version=header.version,
             )
-            batch.stored_payloads[(state.id, header.seq)] = payload
-            commands = self._take_commands(state)
+        except ValueError:  # cannot happen for valid state; never cost the batch's other acks
+            batch.event(state.id, SEAL_FAILED)
             if commands:
                 state.has_commands = True  # not sent: they stay queued
             return None

@@ -218,7 +218,14 @@ class Storage(abc.ABC):
     def stats(self):
         """Fleet totals for `mpseal stats` and /api/stats."""
         totals, per_device = self.rejection_counts()
-        return stats_from(self._fleet_sums(), totals, per_device)
+        stats = stats_from(self._fleet_sums(), totals, per_device)
+        stats["events_by_device"] = self.event_counts()
+        stats["counter_warnings"] = self.counter_warnings()
+        return stats
+
+    @abc.abstractmethod
+    def counter_warnings(self):
+        """{device name: text} for counters near 2**32-1 (docs/protocol.md section 5)."""
 
     # --- what the composed queries above need from a backend ---------------------
 

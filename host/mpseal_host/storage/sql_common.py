@@ -8,7 +8,13 @@ _touch(db, id) (the change counter), _devices(where, params, tail) and VALUE
 (the readings.value column as JSON text)."""
 import time
 
+from mpseal.packet import MAX_SEQ
 from mpseal_host.storage.model import KEY_CURRENT, KEY_PENDING, StorageError, check_key, reading_dict, summarize_rejections
+
+
+# The host->device counter is reported from here on (stats, the page): acks
+# use one per reading stored for the first time, so this is years away.
+HOST_SEQ_WARN = MAX_SEQ - (1 << 24)
 
 
 class SqlQueries:
@@ -203,3 +209,14 @@ class SqlQueries:
             " FROM devices",
         )[0]
         return [int(x) for x in sums]
+
+    def counter_warnings(self):
+        rows = self._rows("reading counters", "SELECT name, last_seq, host_seq FROM devices ORDER BY id")
+        warnings = {}
+        for name, last_seq, host_seq in rows:
+            if last_seq >= MAX_SEQ:
+                warnings[name] = "device sequence numbers used up (2**32-1): the board stopped sealing; re-provision it"
+            elif host_seq >= HOST_SEQ_WARN:
+                warnings[name] = "host->device sequence at %d of %d: re-provision the device before it runs out" % (
+                    host_seq, MAX_SEQ)
+        return warnings
