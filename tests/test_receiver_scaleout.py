@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 DEVICES = 10
 SEQS = 72  # > the 64-seq window, so a skipped seq ends up below it
 SKIPPED = (5, 6)  # never sent in phase 1: sending them later is a replay the window must refuse
-RETRIES = 3  # like a board: resend after a silent timeout
+RETRIES = 2  # resend after a silent timeout (a duplicate over the re-ack budget stays unanswered)
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def opened_ack(devices, device_id, reply):
     return control.decode_ack(body)
 
 
-def exchange(address, items, acks, lock, devices, stop=None, burst=16, timeout=1.0):
+def exchange(address, items, acks, lock, devices, stop=None, burst=16, timeout=0.3):
     """Sends (device_id, seq, packet) items in bursts (like a fleet: many
     boards in flight at once, each in seq order), waits for their acks,
     resends the unanswered ones (RETRIES rounds, like a board); records
@@ -121,13 +121,15 @@ def test_three_receivers_store_each_reading_once_and_refuse_replays(fleet):
         # stored exactly once: the set matches and the per-device count agrees (no row twice)
         assert stored(storage, devices) == sent
         assert storage.stats()["stored"] == len(sent)
-        # every copy of every packet was acked (by whichever receiver got it), under the device's key
+        # every stored reading was acked (by the receiver that stored it, at
+        # least), under the device's key; the other copies are duplicates,
+        # answered within the re-ack budget (pipeline.ReAckLimiter) or not
         acked = {}
         for device_id, seq, reply in acks:
             acked_seq, commands = opened_ack(devices, device_id, reply)
             assert acked_seq == seq
             acked.setdefault((device_id, seq), []).append(commands)
-        assert set(acked) == sent and all(len(v) >= 3 for v in acked.values())
+        assert set(acked) == sent
         # the command rode on the ack of exactly one reading (re-acks of that seq repeat it)
         carrying = {key for key, lists in acked.items() if [control.set_interval(120)] in lists}
         assert len(carrying) == 1
@@ -137,13 +139,16 @@ def test_three_receivers_store_each_reading_once_and_refuse_replays(fleet):
 
         # replays: a stored packet again is a duplicate (acked, not stored);
         # an authentic seq below the window that was never stored is refused
+        duplicates = storage.stats()["duplicates"]
         for receiver in receivers:
             for device_id in list(devices)[:3]:
-                assert receiver.udp_exchange(packet(devices[device_id], SEQS)) is not None
+                reply = receiver.udp_exchange(packet(devices[device_id], SEQS), timeout=0.5)
+                assert reply is None or opened_ack(devices, device_id, reply)[0] == SEQS
                 for seq in SKIPPED:
                     assert receiver.udp_exchange(packet(devices[device_id], seq), timeout=0.5) is None
         assert stored(storage, devices) == sent
         totals = storage.stats()
+        assert totals["duplicates"] == duplicates + 3 * 3
         assert totals["rejected_by_reason"].get("too_old") == 3 * 3 * len(SKIPPED)
         assert totals["duplicates"] >= 2 * len(sent)
     finally:

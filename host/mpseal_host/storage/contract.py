@@ -16,7 +16,7 @@ Ingest (the only multi-step write) goes like this, on one object:
         # process (receiver, sms-ingest, CLI) can move their replay windows.
         stale = [i for i, v in versions.items() if cached_version(i) != v]
         for device, keys, has_commands in storage.ingest_states(stale): ...
-        ... storage.stored_reading(), unsent_commands(), commands_acking() ...
+        ... storage.stored_reading(), unsent_commands() ...
         storage.write_batch(batch)
     # leaving the block commits (or rolls back and raises StorageError);
     # only now may acks be sent. Every device in batch.devices had its change
@@ -140,10 +140,6 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def unsent_commands(self, device_id):
         """[(id, opcode, argument)] not yet sent, oldest first."""
-
-    @abc.abstractmethod
-    def commands_acking(self, device_id, device_seq):
-        """[(id, opcode, argument)] an earlier ack of this seq carried."""
 
     @abc.abstractmethod
     def write_batch(self, batch):

@@ -101,14 +101,6 @@ class SqlQueries:
         )
         return [(i, op, bytes(arg)) for i, op, arg in rows]
 
-    def commands_acking(self, device_id, device_seq):
-        rows = self._rows(
-            "reading commands",
-            "SELECT id, opcode, argument FROM commands WHERE device_id = ? AND acked_device_seq = ? ORDER BY id",
-            (device_id, device_seq),
-        )
-        return [(i, op, bytes(arg)) for i, op, arg in rows]
-
     def last_sent_commands(self, opcode):
         rows = self._rows(
             "reading sent commands",
