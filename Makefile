@@ -37,7 +37,8 @@ npm-deps: $(NPM_STAMP)
 # Debian packages the tests drive for real: Chromium (web page test),
 # gammu-smsd with the dummy phone driver (SMS path), systemd-analyze (the
 # service unit), mosquitto (MQTT / Home Assistant publisher), prometheus for
-# its promtool (/metrics check), npm + nodejs (uPlot for the page).
+# its promtool (/metrics check), npm + nodejs (uPlot for the page) and the
+# PostgreSQL server (storage tests start a throwaway cluster).
 # Installed only when missing.
 system-deps:
 	@missing=""; \
@@ -47,6 +48,7 @@ system-deps:
 	test -x /usr/sbin/mosquitto || command -v mosquitto >/dev/null 2>&1 || missing="$$missing mosquitto"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -60,7 +62,7 @@ test: $(STAMP) system-deps $(NPM_STAMP)
 lint: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_board_api_check.py
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python -m mpseal_tools.bench
 
 demo: $(STAMP)

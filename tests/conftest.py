@@ -56,3 +56,28 @@ def wait_until(predicate, timeout=20.0, what="condition", interval=0.05):
 def mpseal_cli(*args, input=b"", timeout=60):
     """Runs the installed `mpseal` console script as a user would."""
     return subprocess.run([os.path.join(BIN, "mpseal")] + list(args), input=input, capture_output=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One real PostgreSQL server for the whole session (Debian's binaries,
+    initdb in a temp folder, ephemeral port), stopped at the end. Started
+    only when a test asks for it."""
+    from mpseal_tools.pgcluster import Cluster, pg_bin
+
+    if pg_bin() is None:
+        pytest.fail("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin): run 'make system-deps'")
+    # fsync off: this server is never crashed by a test (receivers are), and
+    # the suite shares two cores; `make bench` measures with fsync on.
+    cluster = Cluster(settings=["fsync=off"]).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_location(request, tmp_path):
+    """A fresh database for each storage backend: a SQLite file, or a new
+    database on the session's PostgreSQL server (its postgresql:// URL)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "db.sqlite")
+    return request.getfixturevalue("pg_cluster").create_database()

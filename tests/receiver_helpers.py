@@ -13,10 +13,10 @@ MPSEAL = os.path.join(BIN, "mpseal")
 
 
 class RunningReceiver:
-    def __init__(self, db, extra_args=(), env=None):
+    def __init__(self, db, extra_args=(), env=None, udp="127.0.0.1:0", http="127.0.0.1:0"):
         self.db = str(db)
         self.proc = subprocess.Popen(
-            [MPSEAL, "receive", "--db", self.db, "--udp", "127.0.0.1:0", "--http", "127.0.0.1:0"] + list(extra_args),
+            [MPSEAL, "receive", "--db", self.db, "--udp", udp, "--http", http] + list(extra_args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

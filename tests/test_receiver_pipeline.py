@@ -1,5 +1,5 @@
-"""What happens to a packet: mpseal_host.pipeline through Ingestor, on a real
-SQLite file (no sockets)."""
+"""What happens to a packet: mpseal_host.pipeline through Ingestor, on each
+real storage backend (a SQLite file, a PostgreSQL database; no sockets)."""
 import os
 import sqlite3
 
@@ -11,19 +11,19 @@ import mpseal
 from mpseal import control, payload
 from mpseal_host.ingest import Ingestor, RejectionLog
 from mpseal_host.pipeline import DUPLICATE, REJECTED, STORED
-from mpseal_host.storage import Storage
+from mpseal_host.storage import Storage, open_storage
 
 READING = payload.encode_values({"temperature": 21.5, "humidity": 40.2})
 
 
 @pytest.fixture
-def db(tmp_path):
-    return str(tmp_path / "db.sqlite")
+def db(db_location):
+    return db_location
 
 
 @pytest.fixture
 def storage(db):
-    s = Storage(db)
+    s = open_storage(db)
     yield s
     s.close()
 
@@ -31,6 +31,14 @@ def storage(db):
 @pytest.fixture
 def device(storage):
     return storage.add_device("greenhouse")
+
+
+def set_host_seq(storage, device_id, value):
+    """A counter no API sets (it only ever rises by use), set for the test."""
+    if hasattr(storage, "conn"):  # PostgreSQL
+        storage.conn.execute("UPDATE devices SET host_seq = %s WHERE id = %s", (value, device_id))
+    else:
+        storage.db.execute("UPDATE devices SET host_seq = ? WHERE id = ?", (value, device_id))
 
 
 def one(ingestor, packet, transport="udp", sender=None):
@@ -128,7 +136,7 @@ def test_resync_answer_names_the_highest_stored_seq_and_is_bound_to_the_nonce(st
 
 def test_an_ack_that_cannot_be_sealed_costs_no_other_device_its_ack(storage, device):
     other = storage.add_device("other")
-    storage.db.execute("UPDATE devices SET host_seq = ? WHERE id = ?", (mpseal.packet.MAX_SEQ, device.id))
+    set_host_seq(storage, device.id, mpseal.packet.MAX_SEQ)
     ingestor = Ingestor(storage)
     results = ingestor.ingest([
         (mpseal.seal(device.master_key, device.id, 1, READING), "udp"),
@@ -182,7 +190,7 @@ def test_random_bytes_never_stored_never_raise(tmp_path_factory, junk):
     s.add_device("greenhouse")
     outcome, ack = Ingestor(s).ingest([(junk, "udp")])[0]
     assert outcome.status == REJECTED and ack is None and outcome.reason
-    assert s.db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 0
+    assert s.stats()["stored"] == 0 and s.readings("greenhouse") == []
     s.close()
 
 
@@ -266,19 +274,26 @@ def test_rotation_accepts_both_epochs_until_the_new_one_is_used(storage, device)
 def test_a_failed_commit_acks_nothing_and_forgets_the_window(storage, device, db):
     ingestor = Ingestor(storage)
     packet = mpseal.seal(device.master_key, device.id, 1, READING)
-    blocker = sqlite3.connect(db, timeout=0)
-    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    storage.db.execute("PRAGMA busy_timeout=50")
+    if db.startswith("postgresql://"):  # another session holds the device's row lock
+        import psycopg
+
+        blocker = psycopg.connect(db)
+        blocker.execute("SELECT 1 FROM devices FOR UPDATE")
+        storage.conn.execute("SET lock_timeout = '50ms'")
+    else:  # another process holds the write lock
+        blocker = sqlite3.connect(db, timeout=0)
+        blocker.execute("BEGIN IMMEDIATE")
+        storage.db.execute("PRAGMA busy_timeout=50")
     outcome, ack = one(ingestor, packet)
     assert (outcome.status, outcome.reason, ack) == (REJECTED, "storage_error", None)
-    blocker.execute("ROLLBACK")
+    blocker.rollback()
     blocker.close()
     outcome, ack = one(ingestor, packet)  # the device retransmits: stored now, not a "duplicate"
     assert outcome.status == STORED and ack is not None
 
 
 def test_two_processes_never_both_accept_a_sequence_number(db, storage, device):
-    a, b = Ingestor(storage), Ingestor(Storage(db))
+    a, b = Ingestor(storage), Ingestor(open_storage(db))
     packet = mpseal.seal(device.master_key, device.id, 1, READING)
     a_first = one(a, mpseal.seal(device.master_key, device.id, 2, READING))  # warms a's cache
     assert one(b, packet)[0].status == STORED

@@ -1,16 +1,16 @@
-"""The device registry and database file (mpseal_host.storage)."""
+"""The device registry and database (mpseal_host.storage), on each backend."""
 import os
 import stat
 
 import pytest
 
-from mpseal import control
-from mpseal_host.storage import DeviceExists, NoSuchDevice, Storage, StorageError
+from mpseal import control, payload
+from mpseal_host.storage import DeviceExists, NoSuchDevice, Storage, StorageError, open_storage
 
 
 @pytest.fixture
-def storage(tmp_path):
-    s = Storage(str(tmp_path / "db.sqlite"))
+def storage(db_location):
+    s = open_storage(db_location)
     yield s
     s.close()
 
@@ -53,14 +53,24 @@ def test_add_refuses_duplicates_and_bad_input(storage):
 
 
 def test_remove_takes_keys_readings_and_commands(storage):
-    storage.add_device("greenhouse")
+    import mpseal
+    from mpseal_host.ingest import Ingestor
+
+    old = storage.add_device("greenhouse", device_id=5)
     storage.queue_command("greenhouse", control.reboot())
+    ingestor = Ingestor(storage)
+    assert ingestor.ingest([(mpseal.seal(old.master_key, 5, 1, b"\x00"), "udp")])[0][0].status == "stored"
     storage.remove_device("greenhouse")
     assert storage.list_devices() == []
-    assert storage.db.execute("SELECT COUNT(*) FROM device_keys").fetchone()[0] == 0
-    assert storage.db.execute("SELECT COUNT(*) FROM commands").fetchone()[0] == 0
     with pytest.raises(NoSuchDevice):
         storage.remove_device("greenhouse")
+    # the same name and id again start from nothing: no old key, reading or command
+    new = storage.add_device("greenhouse", device_id=5)
+    assert storage.device_keys(5) == [(new.epoch, new.master_key, "current")]
+    assert storage.readings(5) == [] and storage.list_commands(5) == []
+    # ...and a receiver that cached the old device notices (its key is gone)
+    assert ingestor.ingest([(mpseal.seal(old.master_key, 5, 2, b"\x00"), "udp")])[0][0].reason == "bad_tag"
+    assert ingestor.ingest([(mpseal.seal(new.master_key, 5, 1, b"\x00"), "udp")])[0][0].status == "stored"
 
 
 def test_two_keys_during_a_rotation(storage):
@@ -77,9 +87,8 @@ def test_two_keys_during_a_rotation(storage):
     assert storage.device_keys("greenhouse") == [(5, b"\x05" * 32, "current")]
 
 
-def test_host_sequence_numbers_are_never_reused_across_connections(tmp_path):
-    path = str(tmp_path / "db.sqlite")
-    a, b = Storage(path), Storage(path)
+def test_host_sequence_numbers_are_never_reused_across_connections(db_location):
+    a, b = open_storage(db_location), open_storage(db_location)
     a.add_device("greenhouse")
     got = [a.next_host_seq("greenhouse"), b.next_host_seq("greenhouse"), a.next_host_seq("greenhouse")]
     assert got == [1, 2, 3]
@@ -102,3 +111,180 @@ def test_allowed_numbers(storage):
     storage.add_device("greenhouse")
     storage.set_allowed_numbers("greenhouse", ["+4915112345678"])
     assert storage.get_device("greenhouse").allowed_numbers == ["+4915112345678"]
+
+
+def _ingest(storage, device, seqs, now=None):
+    import mpseal
+    from mpseal_host.ingest import Ingestor
+
+    items = [(mpseal.seal(device.master_key, device.id, s, payload.encode_values({"t": s})), "udp") for s in seqs]
+    return Ingestor(storage).ingest(items, now=now)
+
+
+def test_readings_keep_the_value_decoded_at_ingest_and_filter_by_time(storage):
+    device = storage.add_device("greenhouse")
+    _ingest(storage, device, [1, 2], now=1_000_000.0)
+    _ingest(storage, device, [3], now=1_000_100.0)
+    rows = storage.readings("greenhouse")
+    assert [(r["seq"], r["value"], r["format"]) for r in rows] == [(1, {"t": 1}, "values"), (2, {"t": 2}, "values"), (3, {"t": 3}, "values")]
+    assert [r["seq"] for r in storage.readings("greenhouse", from_time=1_000_050.0)] == [3]
+    assert [r["seq"] for r in storage.readings("greenhouse", to_time=1_000_050.0)] == [1, 2]
+    assert [r["seq"] for r in storage.readings("greenhouse", since=1, limit=1)] == [3]
+    assert storage.latest_readings()["greenhouse"]["seq"] == 3
+
+
+def test_device_pages_and_the_change_token(db_location, storage):
+    for i in range(5):
+        storage.add_device("d%d" % i)
+    first = storage.device_summaries(limit=2)
+    assert [d["name"] for d in first] == ["d0", "d1"] and "master_key" not in first[0]
+    rest = storage.device_summaries(after_id=first[-1]["id"], limit=10)
+    assert [d["name"] for d in rest] == ["d2", "d3", "d4"] and storage.device_count() == 5
+    token = storage.change_token()
+    assert storage.change_token() == token  # reading changes nothing
+    other = open_storage(db_location)
+    try:
+        _ingest(other, other.get_device("d3"), [1])  # another connection (process) writes
+        changed = storage.change_token()
+        assert changed != token
+        assert storage.device_summaries(after_id=first[-1]["id"], limit=1)[0]["latest"] is None
+        assert storage.device_summaries(after_id=rest[0]["id"], limit=1)[0]["latest"]["seq"] == 1
+    finally:
+        other.close()
+
+
+def test_a_foreign_write_refreshes_only_the_device_it_touched(db_location, storage):
+    from mpseal_host.ingest import Ingestor
+
+    devices = [storage.add_device("d%d" % i) for i in range(20)]
+    ingestor = Ingestor(storage)
+    import mpseal
+
+    batch = [(mpseal.seal(d.master_key, d.id, 1, b"\x00"), "udp") for d in devices]
+    ingestor.ingest(batch)
+    assert ingestor.refreshed == 20
+    other = open_storage(db_location)
+    other.queue_command("d7", control.reboot())  # e.g. `mpseal command` from another process
+    other.close()
+    results = ingestor.ingest([(mpseal.seal(d.master_key, d.id, 2, b"\x00"), "udp") for d in devices])
+    assert ingestor.refreshed == 21  # d7 alone was reloaded ...
+    commands = {r[0].device: mpseal.control.decode_ack(mpseal.unseal(r[1], devices[int(r[0].device[1:])].master_key,
+                                                                       direction=mpseal.TO_DEVICE)[1])[1] for r in results}
+    assert commands["d7"] == [control.reboot()] and commands["d6"] == []  # ... and its command went out
+
+
+V1_SCHEMA = """
+%s
+""" % open(__file__.replace("test_receiver_storage.py", "receiver_schema_v1.sql")).read()
+
+
+def test_a_database_made_by_the_first_release_upgrades(tmp_path):
+    """A file with the v1 schema (what the release before this one created,
+    readings WITHOUT ROWID, payloads decoded on read) opens, keeps its data,
+    and comes back with stored values and the current schema."""
+    import sqlite3
+
+    path = str(tmp_path / "v1.sqlite")
+    db = sqlite3.connect(path)
+    db.executescript(V1_SCHEMA)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute("INSERT INTO devices (id, name, created_at, last_seq) VALUES (3, 'old', 1.0, 2)")
+    db.execute("INSERT INTO device_keys VALUES (3, 0, ?, 'current', 1.0)", (b"\x07" * 32,))
+    for seq in (1, 2):
+        db.execute("INSERT INTO readings VALUES (3, ?, 10.0, 'udp', ?, ?)",
+                   (seq, payload.FORMAT_VALUES, payload.encode_values({"t": seq})))
+    db.execute("INSERT INTO commands (device_id, opcode, argument, created_at) VALUES (3, 1, x'', 1.0)")
+    db.commit()
+    db.close()
+    storage = Storage(path)
+    try:
+        from mpseal_host.storage import SCHEMA_VERSION
+
+        assert storage.schema_version() == SCHEMA_VERSION
+        assert [r["value"] for r in storage.readings("old")] == [{"t": 1}, {"t": 2}]
+        assert storage.latest_readings()["old"]["seq"] == 2
+        assert len(storage.list_commands("old")) == 1
+        device = storage.get_device("old")
+        _ingest(storage, device, [3])
+        assert [r["seq"] for r in storage.readings("old")] == [1, 2, 3]
+    finally:
+        storage.close()
+    Storage(path).close()  # opening again is a no-op
+
+
+def test_a_newer_schema_is_refused_with_a_clear_error(db_location):
+    storage = open_storage(db_location)
+    storage.close()
+    if db_location.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db_location, autocommit=True) as conn:
+            conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    else:
+        import sqlite3
+
+        with sqlite3.connect(db_location) as conn:
+            conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(StorageError, match="newer than this mpseal"):
+        open_storage(db_location)
+
+
+def test_retention_drops_old_readings(db_location, storage):
+    import time
+
+    device = storage.add_device("greenhouse")
+    old = time.time() - 100 * 86400  # three months ago
+    _ingest(storage, device, [1, 2], now=old)
+    _ingest(storage, device, [3])
+    assert storage.delete_readings_before(time.time() - 40 * 86400) == 2
+    assert [r["seq"] for r in storage.readings("greenhouse")] == [3]
+    assert storage.count_readings("greenhouse") == 1
+    assert storage.get_device("greenhouse").stored == 3  # counters and windows stay
+    if db_location.startswith("postgresql://"):
+        assert all(upper > time.time() - 40 * 86400 for _, _, upper in storage.partitions())
+
+
+def test_acks_and_device_events_are_kept_with_the_batch(storage):
+    """What the downlink pipeline persists: a reading's sealed ack (a
+    duplicate gets the same bytes back) and per-device event counters."""
+    from mpseal_host.pipeline import Batch, DeviceState
+    from mpseal_host.storage import NewReading
+
+    device = storage.add_device("greenhouse")
+    (dev, keys, has_commands), = storage.ingest_states([device.id])
+    state = DeviceState(dev, {}, has_commands)
+    batch = Batch(1000.0)
+    state.window.update(1)
+    state.window.update(2)
+    batch.devices[dev.id] = state
+    batch.readings += [NewReading(dev.id, 1, 1000.0, "udp", 3, b"\x01", "1", b"ack-1"),
+                       NewReading(dev.id, 2, 1000.0, "udp", 3, b"\x02", "2", None)]
+    batch.events = {(dev.id, "reack_limited"): 2}
+    with storage.ingest_transaction([dev.id], batch.now):
+        storage.write_batch(batch)
+    later = Batch(1001.0)
+    later.acks_kept = [(b"ack-2", dev.id, 2)]
+    later.events = {(dev.id, "reack_limited"): 1}
+    with storage.ingest_transaction([dev.id], later.now):
+        storage.write_batch(later)
+    assert storage.stored_reading(dev.id, 1) == (b"\x01", b"ack-1")
+    assert storage.stored_reading(dev.id, 2) == (b"\x02", b"ack-2")
+    assert storage.stored_reading(dev.id, 3) is None
+    assert storage.event_counts() == {"greenhouse": {"reack_limited": 3}}
+
+
+def test_time_ranges_thinning_arrivals_and_last_sent_commands(storage):
+    """The queries the integrations (dashboard, export, fleet status) use."""
+    device = storage.add_device("greenhouse")
+    for seq in range(1, 21):
+        _ingest(storage, device, [seq], now=1_000_000.0 + seq)
+    rows = storage.readings_between("greenhouse", 1_000_005.0, 1_000_015.0)
+    assert [r["seq"] for r in rows] == list(range(5, 15)) and rows[0]["value"] == {"t": 5}
+    assert [r["seq"] for r in storage.readings_between("greenhouse", after_seq=17)] == [18, 19, 20]
+    thinned = [r["seq"] for r in storage.readings_between("greenhouse", max_points=5)]
+    assert len(thinned) <= 6 and thinned[0] == 1 and thinned[-1] == 20
+    assert storage.arrival_times("greenhouse", limit=2) == [(20, 1_000_020.0), (19, 1_000_019.0)]
+    storage.queue_command("greenhouse", control.set_interval(300))
+    assert storage.last_sent_commands(control.set_interval(300)[0]) == {}  # queued, not sent yet
+    _ingest(storage, device, [21])
+    assert storage.last_sent_commands(control.set_interval(300)[0]) == {device.id: control.set_interval(300)[1]}

@@ -10,7 +10,7 @@ from mpseal_host.integrations import jsonsafe, routes as integration_routes
 from mpseal_host.integrations.timerange import BadTime, with_measured_at
 from mpseal_host.pipeline import REJECTED
 from mpseal_host.rejections import BAD_CONTENT_TYPE, http_status
-from mpseal_host.storage import NO_DEVICE, NoSuchDevice
+from mpseal_host.storage import NO_DEVICE, NoSuchDevice, StorageError
 
 log = logging.getLogger("mpseal.receiver")
 
@@ -92,10 +92,19 @@ async def stats(request):
     return json_response(request.app["receiver"].stats())
 
 
+async def changes(request):
+    """An opaque token that changes whenever stored data does (any receiver):
+    the page polls this and refetches only on a change."""
+    return json_response({"changes": request.app["receiver"].storage.change_token()})
+
+
 async def healthz(request):
     receiver = request.app["receiver"]
-    receiver.storage.db.execute("SELECT 1").fetchone()
-    return json_response({"ok": True, "udp": list(receiver.udp_address or ()), "database": receiver.storage.path})
+    try:
+        receiver.storage.check()
+    except StorageError as exc:
+        return json_response({"ok": False, "error": str(exc)}, status=503)
+    return json_response({"ok": True, "udp": list(receiver.udp_address or ()), "database": receiver.storage.location})
 
 
 def add_routes(app):
@@ -104,6 +113,7 @@ def add_routes(app):
     app.router.add_get("/api/devices/{name}/readings", readings)
     app.router.add_get("/api/readings/latest", latest)
     app.router.add_get("/api/stats", stats)
+    app.router.add_get("/api/changes", changes)
     app.router.add_get("/healthz", healthz)
     # integrations (docs/integrations.md)
     app.router.add_get("/metrics", integration_routes.metrics_handler)

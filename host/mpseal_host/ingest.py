@@ -2,18 +2,20 @@
 
 Every transport (UDP, HTTP, SMS modem, gammu-smsd hook) calls
 Ingestor.ingest(); see docs/receiver.md. The device cache (derived keys,
-replay windows) lives in memory and is reloaded whenever another connection
-has written the database, checked under the write lock, so two processes can
-never both accept the same sequence number.
+replay windows) lives in memory; each batch locks its devices' rows first
+(storage.ingest_transaction) and reloads exactly those whose change counter
+moved, so two processes (or N receivers on PostgreSQL) can never both accept
+the same sequence number, and a foreign write costs O(changed devices).
 """
 import logging
-import sqlite3
 import time
 
 from mpseal import DeviceKeys
+from mpseal.errors import InvalidPacket
+from mpseal.packet import parse_header
 from mpseal_host.pipeline import REJECTED, Batch, DeviceState, Outcome, Pipeline, ReAckLimiter
 from mpseal_host.rejections import STORAGE_ERROR
-from mpseal_host.storage import NO_DEVICE
+from mpseal_host.storage import NO_DEVICE, StorageUnavailable
 
 log = logging.getLogger("mpseal.receiver")
 
@@ -52,14 +54,18 @@ class RejectionLog:
 
 
 class Ingestor:
+    """The pipeline over a Storage: keeps the device cache, runs one
+    ingest_transaction per batch. Use it from the thread that owns its
+    Storage (one connection, contract.py)."""
+
     def __init__(self, storage, log_rejection=None):
         self.storage = storage
-        self.states = {}
-        self._key_cache = {}  # master key bytes -> DeviceKeys (HKDF once per key, not per reload)
-        self._seen_version = None
+        self.states = {}  # device id -> DeviceState, refreshed per device by change counter
+        self._key_cache = {}  # master key bytes -> DeviceKeys (HKDF once per key, not per refresh)
         self.limiter = ReAckLimiter()  # lives as long as the process: the re-ack budget spans batches
         self.pipeline = Pipeline(self, NO_DEVICE, self.limiter)
         self.log_rejection = log_rejection or RejectionLog()
+        self.refreshed = 0  # device states (re)loaded from storage: O(changed devices)
 
     # registry interface used by the pipeline
     def stored_reading(self, device_id, seq):
@@ -71,27 +77,25 @@ class Ingestor:
     def _host_keys(self, key):
         keys = self._key_cache.get(key)
         if keys is None:
+            if len(self._key_cache) > 4 * len(self.states) + 64:  # retired keys: start over
+                self._key_cache = {}
             keys = self._key_cache[key] = DeviceKeys(key)
         return keys
 
-    def reload(self):
-        keys = self.storage.all_keys()
-        with_commands = self.storage.devices_with_unsent_commands()
-        states = {}
-        live = {}
-        for device in self.storage.list_devices():
-            entries = {}
-            for epoch, key, state in keys.get(device.id, ()):
-                live[key] = entries[epoch] = (self._host_keys(key), state)
-            states[device.id] = DeviceState(device, entries, device.id in with_commands)
-        self._key_cache = {key: entry[0] for key, entry in live.items()}
-        self.states = states
-
-    def _refresh(self):
-        version = (self.storage.data_version(), self.storage.generation)
-        if version != self._seen_version:
-            self.reload()
-            self._seen_version = version
+    def _refresh(self, ids, versions):
+        """Under the batch's locks: reload exactly the devices whose stored
+        change counter differs from the cached copy; forget removed ones."""
+        states = self.states
+        for device_id in ids:
+            if device_id not in versions:
+                states.pop(device_id, None)
+        stale = [i for i, v in versions.items() if i not in states or states[i].version != v]
+        if not stale:
+            return
+        for device, keys, has_commands in self.storage.ingest_states(stale):
+            entries = {epoch: (self._host_keys(key), state) for epoch, key, state in keys}
+            states[device.id] = DeviceState(device, entries, has_commands)
+        self.refreshed += len(stale)
 
     def ingest(self, items, now=None):
         """items: iterable of (packet, transport), (packet, transport, sender)
@@ -99,30 +103,31 @@ class Ingestor:
         against allowed numbers; source: the address, for the re-ack limits).
         Returns [(Outcome, ack bytes or None)] in the same order."""
         items = list(items)
-        db = self.storage.db
+        ids = set()
+        for item in items:
+            try:
+                ids.add(parse_header(item[0]).device_id)
+            except InvalidPacket:
+                pass  # the pipeline refuses (and counts) it
+        ids = sorted(ids)  # every backend locks in id order: no deadlock between receivers
         batch = Batch(time.time() if now is None else now)
         try:
-            db.execute("BEGIN IMMEDIATE")
-            self._refresh()
-            outcomes = [self.pipeline.process(item[0], item[1], batch, *item[2:4]) for item in items]
-            self.storage.write_batch(batch)
-            db.execute("COMMIT")
+            with self.storage.ingest_transaction(ids, batch.now) as versions:
+                self._refresh(ids, versions)
+                outcomes = [self.pipeline.process(item[0], item[1], batch, *item[2:4]) for item in items]
+                self.storage.write_batch(batch)
         except Exception as exc:  # a full disk or a bug must not take the receiver down
-            if db.in_transaction:
-                db.execute("ROLLBACK")
             # Nothing was stored, so nothing is acknowledged; the in-memory
             # windows may have moved ahead of the database: reload them.
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, StorageUnavailable):
                 log.error("could not store a batch of %d packets: %s", len(items), exc)
             else:
                 log.exception("ingest failed for a batch of %d packets", len(items))
-            self._seen_version = None
+            for device_id in ids:
+                self.states.pop(device_id, None)
             return [(Outcome(REJECTED, item[1], STORAGE_ERROR, detail=str(exc)), None) for item in items]
-        # Another Ingestor on this same connection (PRAGMA data_version does not
-        # see same-connection writes) must reload: bump the shared generation.
-        self.storage.generation += 1
-        self._seen_version = (self.storage.data_version(), self.storage.generation)
         for state in batch.devices.values():
+            state.version += 1  # write_batch raised each touched device's counter by one
             state.clear_deltas()
         for device_id, source in batch.sources:
             self.limiter.delivered(device_id, source)

@@ -1,8 +1,8 @@
 """`mpseal receive --modem PORT`: SMS from the host's own modem into the database.
 
 A thread with its own database connection (so the asyncio UDP/HTTP side is
-never blocked by a serial port, and each side sees the other's writes
-through PRAGMA data_version). New SMS are found by the +CMTI URC and, in case
+never blocked by a serial port; each side sees the other's writes through
+the storage's per-device change counters). New SMS are found by the +CMTI URC and, in case
 one was lost or SMS arrived while we were away, by listing the storage every
 `sweep_s` seconds.
 
@@ -19,7 +19,7 @@ import threading
 
 from mpseal_host.modem import AtModem, ModemError, ModemGone
 from mpseal_host.sms_ingest import SmsIngest, summary, taken, text_from_packet
-from mpseal_host.storage import NO_DEVICE, Storage
+from mpseal_host.storage import NO_DEVICE, open_storage
 
 log = logging.getLogger("mpseal.sms")
 
@@ -54,7 +54,7 @@ class ModemReceiver:
             self.thread.join(timeout)
 
     def run(self):
-        storage = Storage(self.db_path)
+        storage = open_storage(self.db_path)
         self.sms = SmsIngest(storage)
         attempt = 0
         try:

@@ -22,6 +22,7 @@ from mpseal.errors import InvalidPacket
 from mpseal.packet import MAX_SEQ, TYPE_ACK, TYPE_READING, check_tag, decrypt, parse_header, seal
 from mpseal.payload import decode
 from mpseal.replay_window import ReplayWindow
+from mpseal_host.storage.model import NewReading, value_json
 from mpseal_host.rejections import SEQ_REUSED, STORAGE_ERROR, UNKNOWN_SENDER  # noqa: F401  (re-exported)
 
 STORED = "stored"
@@ -114,6 +115,7 @@ class DeviceState:
     def __init__(self, device, keys, has_commands):
         self.id = device.id
         self.name = device.name
+        self.version = device.version  # the stored change counter this copy matches
         self.keys = keys  # {epoch: (mpseal.DeviceKeys, "current" | "pending")}
         self.window = ReplayWindow.from_bytes(device.replay_window)
         self.last_seq = device.last_seq
@@ -133,7 +135,7 @@ class Batch:
 
     def __init__(self, now):
         self.now = now
-        self.readings = []  # (device_id, seq, received_at, transport, format, payload, ack)
+        self.readings = []  # storage NewReading (value decoded once, here; the sealed ack kept with it)
         self.stored = {}  # (device_id, seq) -> (payload, ack), for duplicates within the batch
         self.devices = {}  # id -> DeviceState touched
         self.rejections = {}  # (device_id or NO_DEVICE, reason) -> count
@@ -259,7 +261,9 @@ class Pipeline:
             state.keys = {header.epoch: (keys, "current")}
             batch.promotions[state.id] = header.epoch
         outcome.ack = self._seal_ack(keys, header, state, batch)
-        batch.readings.append((state.id, header.seq, batch.now, transport, fmt, payload, outcome.ack))
+        batch.readings.append(
+            NewReading(state.id, header.seq, batch.now, transport, fmt, payload, value_json(value), outcome.ack)
+        )
         batch.stored[(state.id, header.seq)] = (payload, outcome.ack)
         batch.sources.append((state.id, source))
         return outcome

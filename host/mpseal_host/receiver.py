@@ -32,8 +32,12 @@ SOCKET_BUFFER = 8 * 1024 * 1024  # rides out bursts while a batch commits
 
 
 class Receiver:
-    def __init__(self, storage, udp=None, http=None, mqtt=None):
+    def __init__(self, storage, udp=None, http=None, mqtt=None, reuse_port=False):
         self.storage = storage
+        # SO_REUSEPORT: several receivers on one machine bind the same ports
+        # and the kernel spreads datagrams/connections among them (N
+        # receivers sharing one PostgreSQL database, docs/receiver.md).
+        self.reuse_port = reuse_port
         self.ingestor = Ingestor(storage)
         self.fleet = Fleet(storage)  # status per device from its own interval (page, /metrics, MQTT)
         self.mqtt_settings = mqtt
@@ -57,6 +61,8 @@ class Receiver:
         if self.udp_address:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind(self.udp_address)
             sock.setblocking(False)
             self.udp_socket = sock
@@ -69,7 +75,7 @@ class Receiver:
             web.add_routes(app)
             self.runner = aioweb.AppRunner(app, access_log=None)
             await self.runner.setup()
-            site = aioweb.TCPSite(self.runner, self.http_address[0], self.http_address[1])
+            site = aioweb.TCPSite(self.runner, self.http_address[0], self.http_address[1], reuse_port=self.reuse_port or None)
             await site.start()
             self.http_address = self.runner.addresses[0][:2]
 
@@ -158,10 +164,10 @@ class Receiver:
         return stats
 
 
-async def serve(storage, udp, http, ready=None, mqtt=None):
+async def serve(storage, udp, http, ready=None, mqtt=None, reuse_port=False):
     """Runs until SIGTERM or SIGINT, then flushes and returns. `mqtt`:
     integrations.mqtt.MqttSettings to publish to a broker, or None."""
-    receiver = Receiver(storage, udp, http, mqtt)
+    receiver = Receiver(storage, udp, http, mqtt, reuse_port)
     await receiver.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -170,6 +176,6 @@ async def serve(storage, udp, http, ready=None, mqtt=None):
     if ready is not None:
         ready(receiver)
     await stop.wait()
-    log.info("stopping: flushing and closing %s", storage.path)
+    log.info("stopping: flushing and closing %s", storage.location)
     await receiver.stop()
     return receiver

@@ -16,7 +16,7 @@ from mpseal.errors import InvalidPacket
 from mpseal_host.ingest import Ingestor
 from mpseal_host.pipeline import DUPLICATE, REJECTED, STORED, Outcome
 from mpseal_host.rejections import NOT_BASE64, STORAGE_ERROR
-from mpseal_host.storage import NO_DEVICE
+from mpseal_host.storage import NO_DEVICE, StorageError
 
 log = logging.getLogger("mpseal.sms")
 
@@ -67,7 +67,7 @@ class SmsIngest:
         outcome = Outcome(REJECTED, TRANSPORT, exc.reason, detail="%s from %s" % (exc, sender))
         try:
             self.storage.count_rejection(NO_DEVICE, exc.reason)
-        except Exception as db_exc:  # sqlite3.Error; counted next time round
+        except StorageError as db_exc:  # the database failed; counted next time round
             log.error("could not count a refused SMS: %s", db_exc)
             outcome.reason = STORAGE_ERROR
             return outcome

@@ -11,8 +11,9 @@ from mpseal_host.storage import open_storage
 
 
 def add_db_option(parser):
-    parser.add_argument("--db", default=None, metavar="PATH",
-                        help="receiver database (default: $MPSEAL_DB, then the config file's db, then %s)"
+    parser.add_argument("--db", default=None, metavar="PATH_OR_URL",
+                        help="receiver database: a SQLite file or a postgresql://user@host/db URL"
+                        " (default: $MPSEAL_DB, then the config file's db, then %s)"
                         % os.path.join("~/.local/share/mpseal", settings.DB_FILE))
 
 
@@ -20,11 +21,12 @@ def _is_url(location):
     return "://" in location
 
 
-def open_db(args, create=False):
+def open_db(args, create=False, serving=False):
     """The storage the command should use. create=False (commands that read
     or change what the receiver stored) refuses a database that does not
     exist, so a typo never shows an empty one; create=True (receive,
-    devices add, provision) makes it, and says where."""
+    devices add, provision) makes it, and says where. serving=True: a
+    long-running receiver (the backend runs its upkeep in the background)."""
     location, source = settings.database_location(getattr(args, "db", None))
     args.db = location
     if not _is_url(location) and not os.path.exists(location):
@@ -34,10 +36,10 @@ def open_db(args, create=False):
         folder = os.path.dirname(os.path.abspath(location))
         if source == "the data directory":
             os.makedirs(folder, mode=0o700, exist_ok=True)
-        storage = open_storage(location)
+        storage = open_storage(location, serving=serving)
         print("mpseal: created a new receiver database at %s (from %s)" % (location, source), file=sys.stderr)
         return storage
-    return open_storage(location)
+    return open_storage(location, serving=serving)
 
 
 def address_option(text, flag, default_port=None, listen=False):

@@ -26,11 +26,11 @@ def cmd_receive(args):
     if not udp and not http and not args.modem:
         raise UserError("both --udp and --http are off: nothing to receive on")
     mqtt = _mqtt_settings(args, configured)
-    storage = open_db(args, create=True)
+    storage = open_db(args, create=True, serving=True)
     pruner = Pruner(lambda: open_db(args), keep_days).start() if keep_days else None
     from mpseal_host.modem_receiver import start_from_args  # --modem (docs/sms.md)
 
-    modem = start_from_args(args, storage.path)
+    modem = start_from_args(args, storage.location)
 
     def ready(receiver):
         parts = []
@@ -43,10 +43,10 @@ def cmd_receive(args):
         if mqtt:
             parts.append("mqtt %s%s:%d" % ("mqtts://" if mqtt.tls else "mqtt://", mqtt.host, mqtt.port))
         # One parseable line: tests and scripts wait for it.
-        print("mpseal receive: listening on %s, database %s" % (", ".join(parts), storage.path), flush=True)
+        print("mpseal receive: listening on %s, database %s" % (", ".join(parts), storage.location), flush=True)
 
     try:
-        asyncio.run(serve(storage, udp, http, ready, mqtt=mqtt))
+        asyncio.run(serve(storage, udp, http, ready, mqtt=mqtt, reuse_port=args.reuse_port))
     except OSError as exc:
         raise UserError("cannot listen: %s (is another receiver running? pick other ports with --udp/--http)" % exc)
     finally:
@@ -235,6 +235,11 @@ def register(subparsers):
     p.add_argument("--http", help="HOST:PORT or 'off' (default: the config file's, else %s)" % DEFAULT_HTTP)
     p.add_argument("--keep-days", type=int, metavar="N",
                    help="delete readings older than N days (hourly); default: the config file's, else keep all")
+    p.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="share the UDP and HTTP ports with other receivers on this machine (SO_REUSEPORT; use a postgresql:// --db)",
+    )
     from mpseal_host.modem_receiver import add_modem_arguments
 
     add_modem_arguments(p)  # --modem, --baud, --pdu, --no-sms-acks

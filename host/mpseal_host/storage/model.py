@@ -1,13 +1,18 @@
 """What every storage backend stores and raises: the records and typed errors
 of the storage contract. No SQL and no driver here; backends (sqlite.py, ...)
 translate their drivers' errors into these."""
+import json
+import os
+from collections import namedtuple
 from dataclasses import dataclass, field
 
-from mpseal.payload import FORMAT_JSON, FORMAT_RAW, FORMAT_VALUES
+from mpseal.keys import MASTER_KEY_SIZE
+from mpseal.packet import MAX_SEQ
+from mpseal.payload import FORMAT_JSON, FORMAT_RAW, FORMAT_VALUES, decode
 from mpseal_host.errors import MpsealError
 
 __all__ = ["FORMAT_NAMES", "KEY_CURRENT", "KEY_PENDING", "MAX_DEVICE_NAME", "NO_DEVICE", "Device", "DeviceExists",
-           "NoSuchDevice", "StorageError", "StorageUnavailable"]
+           "NoSuchDevice", "StorageError", "StorageUnavailable", "NewReading"]
 
 NO_DEVICE = -1  # rejections that name no registered device (unparsable, unknown id)
 FORMAT_NAMES = {FORMAT_RAW: "raw", FORMAT_JSON: "json", FORMAT_VALUES: "values"}
@@ -21,7 +26,11 @@ class StorageError(MpsealError):
 
 
 class StorageUnavailable(StorageError):
-    """The database cannot be opened or used at all (path, permissions, not a database, locked)."""
+    """The database cannot be opened or used (path, permissions, not a
+    database, locked, disk full, connection lost, a newer schema): nothing of
+    the operation was stored. Backends turn their driver's errors into this;
+    nobody outside the storage package sees a driver exception."""
+
 
 
 class NoSuchDevice(StorageError):
@@ -50,6 +59,7 @@ class Device:
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
+    version: int = 0  # change counter: rises with every write touching the device
 
     def public(self):
         """The fields an API or a listing may show (no keys)."""
@@ -68,3 +78,90 @@ class Device:
             "duplicates": self.duplicates,
             "rejected": self.rejected,
         }
+
+
+# One reading for write_batch, decoded once at ingest: `value` is the JSON
+# text of what the API shows (a dict for values payloads, hex for raw bytes),
+# `payload` the decrypted bytes (duplicates are compared on them), `ack` the
+# sealed ack it got when the pipeline keeps one (None otherwise).
+NewReading = namedtuple("NewReading", "device_id seq received_at transport format payload value ack")
+
+
+def value_json(value):
+    """The stored form of a decoded payload value."""
+    return json.dumps(value.hex() if isinstance(value, (bytes, bytearray)) else value, separators=(",", ":"))
+
+
+def value_json_from_payload(fmt, payload):
+    """For migrating readings stored before values were: decode the payload once."""
+    return value_json(decode(bytes(payload))[1])
+
+
+def reading_dict(seq, received_at, transport, fmt, value):
+    return {
+        "seq": seq,
+        "received_at": received_at,
+        "transport": transport,
+        "format": FORMAT_NAMES.get(fmt, fmt),
+        "value": json.loads(value),
+    }
+
+
+def check_device_name(name):
+    if not isinstance(name, str) or not name or len(name) > MAX_DEVICE_NAME or not all(c.isalnum() or c in "-_." for c in name):
+        raise StorageError("a device name is 1..%d letters, digits, '-', '_' or '.'" % MAX_DEVICE_NAME)
+
+
+def check_device_id(device_id):
+    if not isinstance(device_id, int) or not 0 <= device_id <= MAX_SEQ:
+        raise StorageError("a device id is 0..2**32-1")
+
+
+def check_key(key, epoch):
+    if not isinstance(key, (bytes, bytearray)) or len(key) != MASTER_KEY_SIZE:
+        raise StorageError("a master key is %d bytes (64 hex digits)" % MASTER_KEY_SIZE)
+    if not isinstance(epoch, int) or not 0 <= epoch <= 255:
+        raise StorageError("a key epoch is 0..255")
+
+
+def new_key():
+    return os.urandom(MASTER_KEY_SIZE)
+
+
+def no_such_device(name_or_id):
+    return NoSuchDevice("no device %r (see 'mpseal devices list')" % (name_or_id,))
+
+
+def device_exists(name):
+    return DeviceExists("device %r exists already (remove it first or pick another name)" % name)
+
+
+def newer_schema(location, found, known):
+    return StorageUnavailable(
+        "database %s has schema version %s, newer than this mpseal knows (%d): upgrade mpseal" % (location, found, known)
+    )
+
+
+def summarize_rejections(rows):
+    """rows of (device name or None, reason, count) -> rejection_counts() shape."""
+    totals = {}
+    per_device = {}
+    for name, reason, count in rows:
+        name = name or "(unregistered)"
+        totals[reason] = totals.get(reason, 0) + count
+        per_device.setdefault(name, {})
+        per_device[name][reason] = per_device[name].get(reason, 0) + count
+    return totals, per_device
+
+
+def stats_from(sums, totals, per_device):
+    """sums: (devices, received, stored, duplicates) -> the stats() dict."""
+    return {
+        "devices": sums[0],
+        "received": sums[1] + sum(per_device.get("(unregistered)", {}).values()),
+        "stored": sums[2],
+        "duplicates": sums[3],
+        "rejected": sum(totals.values()),
+        "rejected_by_reason": totals,
+        "rejected_by_device": per_device,
+    }

@@ -148,8 +148,8 @@ def downlink_section(replays=10000, seconds=10):
     return {"answered": answered, "resync_bytes": sizes}
 
 
-SECTIONS = ("mpseal_tools.bench.receiver", "mpseal_tools.bench.firmware", "mpseal_tools.bench.integrations",
-            "mpseal_tools.bench.sims")
+SECTIONS = ("mpseal_tools.bench.receiver", "mpseal_tools.bench.storage", "mpseal_tools.bench.firmware",
+            "mpseal_tools.bench.integrations", "mpseal_tools.bench.sims")
 
 
 def main():

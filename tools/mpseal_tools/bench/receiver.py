@@ -21,7 +21,7 @@ import json
 import os
 import select
 import socket
-import sqlite3
+import sqlite3  # the seed-style baseline only: a naive receiver, not mpseal's storage
 import subprocess
 import sys
 import tempfile
@@ -31,7 +31,7 @@ import mpseal
 from mpseal import payload as payload_codec
 from mpseal.control import decode_ack, encode_ack
 from mpseal.packet import TYPE_ACK
-from mpseal_host.storage import Storage
+from mpseal_host.storage import Storage, open_storage
 
 DEVICES = 200
 WINDOW = 2048  # packets in flight (~10 per device); below the receiver's socket buffer
@@ -183,8 +183,8 @@ def bench_receiver(folder, seconds):
     finally:
         process.terminate()
         process.wait(timeout=30)
-    check = sqlite3.connect(db)
-    stored = set(check.execute("SELECT device_id, seq FROM readings"))
+    check = open_storage(db)
+    stored = {(d.id, r["seq"]) for d in devices for r in check.readings(d.id, limit=MAX_PACKETS)}
     check.close()
     acked_keys = set()
     for index in list(quiet.acked) + [i + QUIET_PACKETS for i in client.acked]:
