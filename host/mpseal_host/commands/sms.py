@@ -10,7 +10,7 @@ from mpseal_host.errors import UserError
 from mpseal_host.pipeline import DUPLICATE, STORED
 from mpseal_host.sms_ingest import SmsIngest, normalize_number, summary, taken, text_from_packet
 from mpseal_host.commands.options import add_db_option, open_db
-from mpseal_host.storage import DEFAULT_DB, StorageError
+from mpseal_host.storage import StorageError
 
 EXIT_REFUSED = 1  # the SMS was refused (and counted): gammu logs "Process failed"
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: the database could not take it; the SMS file stays in gammu's inbox
@@ -108,7 +108,8 @@ def register(subparsers):
         "sms-ingest",
         help="store the SMS gammu-smsd just received (RunOnReceive hook; reads SMS_MESSAGES, SMS_1_NUMBER, SMS_1_TEXT)",
     )
-    p.add_argument("--db", default=DEFAULT_DB, help="receiver database (give an absolute path: gammu-smsd's working folder is not yours)")
+    p.add_argument("--db", default=None, help="receiver database (default as every command finds it: $MPSEAL_DB, mpseal.toml, "
+                   "the data directory; give an absolute path: gammu-smsd's working folder is not yours)")
     p.add_argument("--reply-config", metavar="SMSDRC", help="gammu-smsd config file: send the sealed ack back by SMS through gammu-smsd-inject")
     p.add_argument("--log", metavar="FILE", help="append one line per SMS here (gammu-smsd closes stdout and stderr)")
     # gammu-smsd appends the ids of the received messages (inbox file names);

@@ -15,7 +15,6 @@ from mpseal_host.storage.model import *  # noqa: F401,F403  (the records and err
 from mpseal_host.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
 
 Storage = SQLiteStorage  # the embedded default backend
-DEFAULT_DB = "mpseal.sqlite"  # in the working folder, as `mpseal receive` and every command take it
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
