@@ -165,3 +165,22 @@ def test_both_cpython_crypto_backends_agree(key, iv, blocks, data):
     flipped[data.draw(st.integers(0, 15))] ^= 1 << data.draw(st.integers(0, 7))
     for a, b in ((iv, iv), (iv, bytes(flipped)), (iv, iv[:-1])):
         assert aes_openssl.compare_digest(a, b) == aes_pycryptodome.compare_digest(a, b) == (a == b)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=40),
+    st.binary(max_size=30).map(lambda b: bytes((payload.FORMAT_VALUES,)) + b),
+    st.dictionaries(st.text("abcxyz", min_size=1, max_size=5), st.floats(-1000, 1000, allow_nan=False), max_size=4).map(payload.encode_values),
+))
+def test_validate_accepts_exactly_what_decode_accepts(data):
+    # The host stores a payload after validate() and decodes it only when read:
+    # validate must never pass what decode refuses, nor refuse what it takes.
+    try:
+        expected = payload.decode(data)[0]
+    except mpseal.InvalidPacket as exc:
+        with pytest.raises(mpseal.InvalidPacket) as info:
+            payload.validate(data)
+        assert info.value.reason == exc.reason
+        return
+    assert payload.validate(data) == expected

@@ -13,16 +13,19 @@ import time
 from mpseal import DeviceKeys
 from mpseal_host.pipeline import REJECTED, Batch, DeviceState, Outcome, Pipeline, ReAckLimiter
 from mpseal_host.rejections import STORAGE_ERROR
-from mpseal_host.storage import NO_DEVICE
+from mpseal_host.storage import NO_DEVICE, StorageBusy
 
 log = logging.getLogger("mpseal.receiver")
+request_log = logging.getLogger("mpseal.requests")  # per-packet lines (rate-limited in the receiver: log_limit.py)
 
 LOG_LINES_PER_SECOND = 20  # rejection lines beyond this are summed into one line per second
 
 
 class RejectionLog:
     """One log line per rejection naming device and reason, until a flood:
-    then one summary line per second (the counters stay exact)."""
+    then one summary line per second (the counters stay exact). The receiver
+    gives limit=None: its one request-log limit (log_limit.py) bounds these
+    lines together with every other per-request line."""
 
     def __init__(self, limit=LOG_LINES_PER_SECOND, clock=time.monotonic):
         self.limit = limit
@@ -32,6 +35,8 @@ class RejectionLog:
         self.suppressed = 0
 
     def __call__(self, outcome):
+        if self.limit is None:
+            return self._line(outcome)
         now = self.clock()
         if now - self.window_start >= 1.0:
             if self.suppressed:
@@ -41,6 +46,10 @@ class RejectionLog:
             self.suppressed += 1
             return
         self.lines += 1
+        self._line(outcome)
+
+    @staticmethod
+    def _line(outcome):
         if outcome.device is not None:
             who = "device %s (id %d)" % (outcome.device, outcome.device_id)
         elif outcome.device_id is not None:
@@ -48,7 +57,7 @@ class RejectionLog:
         else:
             who = "unparsable packet"
         seq = "" if outcome.seq is None else " seq %d" % outcome.seq
-        log.warning("rejected %s%s via %s: %s", who, seq, outcome.transport, outcome.detail or outcome.reason)
+        request_log.warning("rejected %s%s via %s: %s", who, seq, outcome.transport, outcome.detail or outcome.reason)
 
 
 class Ingestor:
@@ -93,16 +102,32 @@ class Ingestor:
             self.reload()
             self._seen_version = version
 
-    def ingest(self, items, now=None):
+    def ingest(self, items, now=None, rejections=None, on_busy=None):
         """items: iterable of (packet, transport), (packet, transport, sender)
         or (packet, transport, sender, source) (sender: an SMS number checked
         against allowed numbers; source: the address, for the re-ack limits).
-        Returns [(Outcome, ack bytes or None)] in the same order."""
+        Returns [(Outcome, ack bytes or None)] in the same order.
+
+        rejections: {(device id, reason): n} refused before the pipeline (an
+        HTTP body that is not a packet), counted in the same transaction.
+        on_busy: None, or a function called each time another process holds
+        the write lock past the busy timeout; the batch then waits and tries
+        again (it raises StorageBusy to give up: storage_error) instead of
+        failing as storage_error at the first timeout."""
         items = list(items)
         db = self.storage.db
         batch = Batch(time.time() if now is None else now)
+        if rejections:
+            batch.rejections.update(rejections)
         try:
-            db.execute("BEGIN IMMEDIATE")
+            while True:
+                try:
+                    self.storage.begin_batch()
+                    break
+                except StorageBusy:
+                    if on_busy is None:
+                        raise
+                    on_busy()
             self._refresh()
             outcomes = [self.pipeline.process(item[0], item[1], batch, *item[2:4]) for item in items]
             self.storage.write_batch(batch)
@@ -112,7 +137,7 @@ class Ingestor:
                 db.execute("ROLLBACK")
             # Nothing was stored, so nothing is acknowledged; the in-memory
             # windows may have moved ahead of the database: reload them.
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, (sqlite3.Error, StorageBusy)):
                 log.error("could not store a batch of %d packets: %s", len(items), exc)
             else:
                 log.exception("ingest failed for a batch of %d packets", len(items))

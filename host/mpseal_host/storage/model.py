@@ -7,7 +7,7 @@ from mpseal.payload import FORMAT_JSON, FORMAT_RAW, FORMAT_VALUES
 from mpseal_host.errors import MpsealError
 
 __all__ = ["FORMAT_NAMES", "KEY_CURRENT", "KEY_PENDING", "MAX_DEVICE_NAME", "NO_DEVICE", "Device", "DeviceExists",
-           "NoSuchDevice", "StorageError", "StorageUnavailable"]
+           "NoSuchDevice", "StorageBusy", "StorageError", "StorageUnavailable", "check_device_name"]
 
 NO_DEVICE = -1  # rejections that name no registered device (unparsable, unknown id)
 FORMAT_NAMES = {FORMAT_RAW: "raw", FORMAT_JSON: "json", FORMAT_VALUES: "values"}
@@ -30,6 +30,30 @@ class NoSuchDevice(StorageError):
 
 class DeviceExists(StorageError):
     pass
+
+
+class StorageBusy(StorageUnavailable):
+    """Another process holds the write lock past the busy timeout: nothing
+    was written; try again (the receiver's writer waits and retries)."""
+
+
+def check_device_name(name):
+    """Device names appear in URLs, file names and logs: 1..MAX_DEVICE_NAME
+    ASCII letters, digits, '-', '_' or '.', starting with a letter or digit,
+    no '..' (so never '.', '..' or anything path-like). Returns an error
+    message, or None when the name is fine."""
+    if (
+        not isinstance(name, str)
+        or not 1 <= len(name) <= MAX_DEVICE_NAME
+        or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name)
+        or not name[0].isalnum()
+        or ".." in name
+    ):
+        return (
+            "a device name is 1..%d ASCII letters, digits, '-', '_' or '.', starting with a letter or digit,"
+            " without '..' (got %r)" % (MAX_DEVICE_NAME, name)
+        )
+    return None
 
 
 @dataclass

@@ -6,11 +6,14 @@ that depend on what was read (ingest batches, host sequence numbers) run in
 `BEGIN IMMEDIATE`, which takes SQLite's single write lock first.
 """
 import json
+import logging
 import os
 import sqlite3
+import stat
 import time
 from contextlib import contextmanager
 
+from mpseal.control import CMD_ROTATE_KEY
 from mpseal.keys import MASTER_KEY_SIZE
 from mpseal.packet import MAX_SEQ
 from mpseal.payload import decode
@@ -23,9 +26,13 @@ from mpseal_host.storage.model import (
     Device,
     DeviceExists,
     NoSuchDevice,
+    StorageBusy,
     StorageError,
     StorageUnavailable,
+    check_device_name,
 )
+
+log = logging.getLogger("mpseal.storage")
 
 SCHEMA_VERSION = 1
 
@@ -97,6 +104,14 @@ CREATE TABLE IF NOT EXISTS commands (
     acked_device_seq INTEGER                 -- the device seq whose ack carried it
 );
 CREATE INDEX IF NOT EXISTS commands_unsent ON commands (device_id, sent_at);
+-- API tokens (`mpseal token`): only the SHA-256 of a token is kept; a token
+-- is 32 random bytes, so a plain hash is as good as a slow one.
+CREATE TABLE IF NOT EXISTS api_tokens (
+    name TEXT PRIMARY KEY,
+    digest BLOB NOT NULL UNIQUE,
+    scope TEXT NOT NULL CHECK (scope IN ('read', 'admin')),
+    created_at REAL NOT NULL
+);
 """
 
 
@@ -114,10 +129,36 @@ HOST_SEQ_WARN = MAX_SEQ - (1 << 24)
 
 
 def _create_private(path):
-    # Create the file 0600 before SQLite opens it; SQLite gives its -wal and
-    # -shm files the same mode as the database file.
+    """Creates the file 0600 before SQLite opens it (SQLite gives its -wal and
+    -shm files the mode of the database file)."""
     if path != ":memory:" and not os.path.exists(path):
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _make_private(path):
+    """An existing database that others may read (it holds every device key)
+    is made 0600, or refused when that is impossible (not our file). Called
+    once SQLite has opened it: a path that is no database is left alone."""
+    if path == ":memory:":
+        return
+    for name in (path, path + "-wal", path + "-shm"):
+        try:
+            info = os.stat(name)
+        except FileNotFoundError:
+            continue
+        mode = stat.S_IMODE(info.st_mode)
+        if stat.S_ISREG(info.st_mode) and mode & 0o077:
+            try:
+                os.chmod(name, 0o600)
+            except OSError as exc:
+                raise StorageUnavailable(
+                    "%s is mode %04o (other users can read the device keys) and cannot be made 0600: %s"
+                    % (name, mode, exc.strerror or exc))
+            log.warning("%s was mode %04o (device keys readable by other users); it is 0600 now", name, mode)
+
+
+def _is_busy(exc):
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
 
 
 def _reading(seq, received_at, transport, fmt, payload):
@@ -140,8 +181,22 @@ def _check_key(key, epoch):
 
 
 class SQLiteStorage:
-    def __init__(self, path, synchronous="FULL"):
+    def __init__(self, path, synchronous="FULL", read_only=False):
+        """read_only: a connection for queries only (the receiver's API read
+        pool): no schema work, so opening it never waits for the write lock."""
         self.path = str(path)
+        self.generation = 0
+        self.read_only = read_only
+        if read_only:
+            try:
+                if not os.path.exists(self.path):
+                    raise StorageUnavailable("cannot open database %s: no such file" % self.path)
+                self.db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0, check_same_thread=False)
+                self.db.execute("PRAGMA query_only=ON")
+                self.db.execute("PRAGMA cache_size=-16384")
+            except sqlite3.DatabaseError as exc:
+                raise StorageUnavailable("cannot open database %s: %s" % (self.path, exc))
+            return
         try:
             _create_private(self.path)
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0, check_same_thread=False)
@@ -158,6 +213,7 @@ class SQLiteStorage:
             if "ack" not in columns:  # a database made before acks were kept
                 self.db.execute("ALTER TABLE readings ADD COLUMN ack BLOB")
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            _make_private(self.path)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise StorageUnavailable("cannot open database %s: %s" % (self.path, exc))
         # Bumped on every registry write through this object, so a cached view
@@ -166,6 +222,20 @@ class SQLiteStorage:
 
     def close(self):
         self.db.close()
+
+    def set_busy_timeout(self, seconds):
+        """How long a write waits for another process's lock before StorageBusy."""
+        self.db.execute("PRAGMA busy_timeout=%d" % int(seconds * 1000))
+
+    def begin_batch(self):
+        """Takes the write lock for an ingest batch (BEGIN IMMEDIATE);
+        StorageBusy when another process holds it past the busy timeout."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise StorageBusy("database %s is locked by another process" % self.path)
+            raise
 
     @contextmanager
     def write(self):
@@ -195,8 +265,9 @@ class SQLiteStorage:
 
     def add_device(self, name, key=None, epoch=0, device_id=None):
         """Registers a device; key None generates one. Returns the Device."""
-        if not name or len(name) > MAX_DEVICE_NAME or not all(c.isalnum() or c in "-_." for c in name):
-            raise StorageError("a device name is 1..%d letters, digits, '-', '_' or '.'" % MAX_DEVICE_NAME)
+        problem = check_device_name(name)
+        if problem:
+            raise StorageError(problem)
         if key is None:
             key = os.urandom(MASTER_KEY_SIZE)
         _check_key(key, epoch)
@@ -419,6 +490,36 @@ class SQLiteStorage:
         for device_id, epoch in batch.promotions.items():
             db.execute("DELETE FROM device_keys WHERE device_id = ? AND epoch != ?", (device_id, epoch))
             db.execute("UPDATE device_keys SET state = 'current' WHERE device_id = ?", (device_id,))
+            # The device uses the new key: the rotate-key commands that carried
+            # it are applied, and their argument (epoch + the key) goes.
+            db.execute(
+                "UPDATE commands SET argument = x'' WHERE device_id = ? AND opcode = ? AND sent_at IS NOT NULL",
+                (device_id, CMD_ROTATE_KEY),
+            )
+
+    # --- API tokens (mpseal token; checked by mpseal_host.access) ------------
+
+    def add_token(self, name, digest, scope):
+        if check_device_name(name):  # the same rule keeps token names printable and short
+            raise StorageError("a token name is 1..%d letters, digits, '-', '_' or '.'" % MAX_DEVICE_NAME)
+        with self.write() as db:
+            if db.execute("SELECT 1 FROM api_tokens WHERE name = ?", (name,)).fetchone():
+                raise StorageError("a token named %r exists already (revoke it first or pick another name)" % name)
+            db.execute("INSERT INTO api_tokens VALUES (?, ?, ?, ?)", (name, bytes(digest), scope, time.time()))
+
+    def list_tokens(self):
+        """[(name, scope, created_at)]; never the digests."""
+        return self.db.execute("SELECT name, scope, created_at FROM api_tokens ORDER BY name").fetchall()
+
+    def revoke_token(self, name):
+        with self.write() as db:
+            if db.execute("DELETE FROM api_tokens WHERE name = ?", (name,)).rowcount == 0:
+                raise StorageError("no token named %r (see 'mpseal token list')" % name)
+
+    def token_scope(self, digest):
+        """(name, scope) of the token with this SHA-256, or None."""
+        row = self.db.execute("SELECT name, scope FROM api_tokens WHERE digest = ?", (bytes(digest),)).fetchone()
+        return None if row is None else (row[0], row[1])
 
     # --- queries for the API and `mpseal stats` -------------------------------
 
