@@ -41,12 +41,16 @@ def _json(body):
 _fleets = {}  # per worker: its storage -> Fleet (status per device from its own interval)
 
 
-def _devices(storage):
+def _fleet(storage):
     fleet = _fleets.get(id(storage))
     if fleet is None:
         fleet = _fleets[id(storage)] = Fleet(storage)
+    return fleet
+
+
+def _devices(storage):
     # Public fields, latest reading, rejections, status and health (integrations/fleet.py).
-    return _encoded({"devices": fleet.devices()})
+    return _encoded({"devices": _fleet(storage).devices()})
 
 
 async def devices(request):
@@ -111,6 +115,34 @@ async def stats(request):
     return json_response(stats)
 
 
+class _WorkerReceiver:
+    """What integrations.routes.dashboard_data reads of a receiver, inside a
+    read worker: its storage and fleet, and the process counters sent along."""
+
+    def __init__(self, storage, process_stats):
+        self.storage = storage
+        self.fleet = _fleet(storage)
+        self.process_stats = process_stats
+
+    def stats(self):
+        stats = self.storage.stats()
+        stats["receiver"] = self.process_stats
+        return stats
+
+
+def _dashboard(storage, choice, uplot_url, process_stats):
+    return _encoded(integration_routes.dashboard_data(_WorkerReceiver(storage, process_stats), choice, uplot_url))
+
+
+async def dashboard(request):
+    """The page's one request (integrations.routes.dashboard_data), in the read pool."""
+    choice = request.query.get("range", integration_routes.DEFAULT_RANGE)
+    if choice not in integration_routes.RANGES_S:
+        return integration_routes.bad_query("range must be one of %s" % ", ".join(integration_routes.RANGES_S))
+    receiver = request.app[RECEIVER_KEY]
+    return _json(await receiver.reads.run(_dashboard, choice, request.app.get("uplot_url"), receiver.process_stats()))
+
+
 def _check(storage):
     storage.list_tokens()  # any query: the database answers
     return True
@@ -134,8 +166,9 @@ def add_routes(app):
     app.router.add_get("/api/readings/latest", latest)
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/healthz", healthz)
-    # integrations (docs/integrations.md); they query on the loop through
-    # receiver.storage, a read-only connection of its own (receiver.py)
+    # integrations (docs/integrations.md): the dashboard in the read pool;
+    # /metrics and export query on the loop through receiver.storage, a
+    # read-only connection of its own (receiver.py)
     app.router.add_get("/metrics", integration_routes.metrics_handler)
-    app.router.add_get("/api/dashboard", integration_routes.dashboard)
+    app.router.add_get("/api/dashboard", dashboard)
     app.router.add_get("/api/devices/{name}/export", integration_routes.export_handler)
