@@ -52,8 +52,9 @@ def key_from_args(args, required=True, stdin_free=True):
         return parse_key(os.environ[args.key_env])
     if getattr(args, "key", None):
         key = parse_key(args.key)
-        print("mpseal: warning: --key shows the key to every local user (ps); prefer --key-file, --key-env or $%s"
-              % KEY_ENV, file=sys.stderr)
+        if sys.stderr.isatty():  # a person typing it; scripts keep their one-line error contract
+            print("mpseal: warning: --key shows the key to every local user (ps); prefer --key-file, --key-env or $%s"
+                  % KEY_ENV, file=sys.stderr)
         return key
     if os.environ.get(KEY_ENV):
         return parse_key(os.environ[KEY_ENV])
