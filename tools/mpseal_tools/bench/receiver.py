@@ -385,7 +385,8 @@ def unavoidable_parts(count=20000):
         t = time.process_time()
         for start in range(0, count, 2048):
             db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?)", rows[start : start + 2048])
+            db.executemany("INSERT INTO readings (device_id, seq, received_at, transport, format, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                           rows[start : start + 2048])
             db.execute("COMMIT")
         insert_s = time.process_time() - t
         db.close()
