@@ -12,24 +12,36 @@ from conftest import BIN
 MPSEAL = os.path.join(BIN, "mpseal")
 
 
+def _address(text):
+    host, port = text.strip().rsplit(":", 1)
+    return host, int(port)
+
+
 class RunningReceiver:
-    def __init__(self, db, extra_args=(), env=None, udp="127.0.0.1:0", http="127.0.0.1:0"):
+    """api: the API listener's HOST:PORT (loopback: no token needed); udp and
+    http: the ingest listeners (another receiver's ports with --reuse-port)."""
+
+    def __init__(self, db, extra_args=(), env=None, udp="127.0.0.1:0", http="127.0.0.1:0", api="127.0.0.1:0",
+                 preexec_fn=None):
         self.db = str(db)
         self.proc = subprocess.Popen(
-            [MPSEAL, "receive", "--db", self.db, "--udp", udp, "--http", http] + list(extra_args),
+            [MPSEAL, "receive", "--db", self.db, "--udp", udp, "--http", http, "--api", api] + list(extra_args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=None if env is None else dict(os.environ, **env),
+            preexec_fn=preexec_fn,
         )
-        line = self.proc.stdout.readline()  # "mpseal receive: listening on udp H:P, http://H:P/, database ..."
+        # "mpseal receive: listening on udp H:P, http H:P, api http://H:P/, database ..."
+        line = self.proc.stdout.readline()
         if "listening on" not in line:
             self.proc.kill()
             raise AssertionError("receiver did not start: %r %s" % (line, self.proc.stderr.read()))
-        udp = line.split("udp ")[1].split(",")[0]
-        self.udp = (udp.rsplit(":", 1)[0], int(udp.rsplit(":", 1)[1]))
-        self.base = line.split("http://")[1].split("/")[0]
-        self.url = "http://%s" % self.base
+        self.udp = _address(line.split("udp ")[1].split(",")[0])
+        self.http = _address(line.split("http ")[1].split(",")[0])
+        self.base = line.split("api http://")[1].split("/")[0]
+        self.url = "http://%s" % self.base  # the API
+        self.ingest_url = "http://%s:%d" % self.http
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
     def udp_exchange(self, packet, timeout=3.0):
@@ -42,8 +54,8 @@ class RunningReceiver:
             return None
 
     def post(self, body, content_type="application/octet-stream", path="/api/ingest"):
-        """Returns (status, body bytes, headers)."""
-        request = urllib.request.Request(self.url + path, data=body, method="POST", headers={"Content-Type": content_type})
+        """POSTs to the ingest listener; returns (status, body bytes, headers)."""
+        request = urllib.request.Request(self.ingest_url + path, data=body, method="POST", headers={"Content-Type": content_type})
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, response.read(), response.headers
@@ -58,10 +70,10 @@ class RunningReceiver:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read(), exc.headers
 
-    def get(self, path):
-        """Returns (status, parsed JSON)."""
+    def get(self, path, headers=None):
+        """GETs from the API listener; returns (status, parsed JSON)."""
         try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+            with urllib.request.urlopen(urllib.request.Request(self.url + path, headers=headers or {}), timeout=10) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())

@@ -140,3 +140,47 @@ def test_host_cbc_chaining_matches_pycryptodome_cbc(key, iv, blocks, data):
     assert aes.cbc_encrypt(prepared, iv, plain) == reference
     assert aes.cbc_decrypt(prepared, iv, reference) == plain
     assert aes.ecb_encrypt_block(prepared, plain[:16]) == AES.new(key, AES.MODE_ECB).encrypt(plain[:16])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=16, max_size=16), st.binary(min_size=16, max_size=16), st.integers(min_value=1, max_value=32), st.data())
+def test_both_cpython_crypto_backends_agree(key, iv, blocks, data):
+    # The seam picks aes_openssl (cryptography/OpenSSL) on CPython; the
+    # pycryptodome backend is an independent implementation of the same
+    # functions. Same bytes out of both, for every size a packet can have
+    # (a ciphertext is at least one block: parse_header refuses less).
+    from mpseal import aes, aes_openssl, aes_pycryptodome
+
+    assert aes.prepare_key is aes_openssl.prepare_key, "the seam picks OpenSSL on CPython"
+    plain = data.draw(st.binary(min_size=16 * blocks, max_size=16 * blocks))
+    ossl, pycd = aes_openssl.prepare_key(key), aes_pycryptodome.prepare_key(key)
+    sealed = aes_openssl.cbc_encrypt(ossl, iv, plain)
+    assert sealed == aes_pycryptodome.cbc_encrypt(pycd, iv, plain)
+    assert aes_openssl.cbc_decrypt(ossl, iv, sealed) == aes_pycryptodome.cbc_decrypt(pycd, iv, sealed) == plain
+    # decrypting what is not our ciphertext agrees too (a forged body that passed no tag)
+    other = data.draw(st.binary(min_size=16 * blocks, max_size=16 * blocks))
+    assert aes_openssl.cbc_decrypt(ossl, iv, other) == aes_pycryptodome.cbc_decrypt(pycd, iv, other)
+    assert aes_openssl.ecb_encrypt_block(ossl, plain[:16]) == aes_pycryptodome.ecb_encrypt_block(pycd, plain[:16])
+    flipped = bytearray(iv)
+    flipped[data.draw(st.integers(0, 15))] ^= 1 << data.draw(st.integers(0, 7))
+    for a, b in ((iv, iv), (iv, bytes(flipped)), (iv, iv[:-1])):
+        assert aes_openssl.compare_digest(a, b) == aes_pycryptodome.compare_digest(a, b) == (a == b)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=40),
+    st.binary(max_size=30).map(lambda b: bytes((payload.FORMAT_VALUES,)) + b),
+    st.dictionaries(st.text("abcxyz", min_size=1, max_size=5), st.floats(-1000, 1000, allow_nan=False), max_size=4).map(payload.encode_values),
+))
+def test_validate_accepts_exactly_what_decode_accepts(data):
+    # The host stores a payload after validate() and decodes it only when read:
+    # validate must never pass what decode refuses, nor refuse what it takes.
+    try:
+        expected = payload.decode(data)[0]
+    except mpseal.InvalidPacket as exc:
+        with pytest.raises(mpseal.InvalidPacket) as info:
+            payload.validate(data)
+        assert info.value.reason == exc.reason
+        return
+    assert payload.validate(data) == expected

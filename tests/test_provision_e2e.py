@@ -43,7 +43,7 @@ def receiver(tmp_path):
     db = str(tmp_path / "mpseal.sqlite")
     Storage(db).close()  # schema in place before the first provisioning
     proc = subprocess.Popen([MPSEAL, "receive", "--db", db, "--udp", "127.0.0.1:%d" % udp,
-                             "--http", "127.0.0.1:%d" % http], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             "--http", "127.0.0.1:%d" % http, "--api", "off"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     line = proc.stdout.readline()
     assert b"listening" in line, line
     yield {"db": db, "udp": udp, "http": http}

@@ -117,7 +117,7 @@ def test_http_auth_failures_and_replays(setup):
 
 def test_http_wrong_method_and_unknown_path(setup):
     receiver, _ = setup
-    request = urllib.request.Request(receiver.url + "/api/ingest", method="GET")
+    request = urllib.request.Request(receiver.ingest_url + "/api/ingest", method="GET")
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(request, timeout=5)
     assert exc.value.code == 405

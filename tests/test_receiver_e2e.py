@@ -126,7 +126,8 @@ def test_api_endpoints(db):
     try:
         for seq in range(1, 6):
             assert receiver.udp_exchange(reading(key, device_id, seq)) is not None
-        assert receiver.get("/healthz") == (200, {"ok": True, "udp": list(receiver.udp), "database": db})
+        assert receiver.get("/healthz") == (200, {"ok": True, "udp": list(receiver.udp), "http": list(receiver.http),
+                                                  "database": db, "storage_waiting_for_lock": False})
         status, devices = receiver.get("/api/devices")
         by_name = {d["name"]: d for d in devices["devices"]}
         assert by_name["greenhouse"]["stored"] == 5 and by_name["greenhouse"]["last_transport"] == "udp"

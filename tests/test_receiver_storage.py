@@ -288,3 +288,88 @@ def test_time_ranges_thinning_arrivals_and_last_sent_commands(storage):
     assert storage.last_sent_commands(control.set_interval(300)[0]) == {}  # queued, not sent yet
     _ingest(storage, device, [21])
     assert storage.last_sent_commands(control.set_interval(300)[0]) == {device.id: control.set_interval(300)[1]}
+
+
+def _query(db_location, sql):
+    """Rows of one query on the backend's own driver (what the contract never shows: stored arguments)."""
+    if db_location.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db_location, autocommit=True) as conn:
+            return conn.execute(sql).fetchall()
+    import sqlite3
+
+    db = sqlite3.connect(db_location)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def test_api_tokens_are_kept_as_digests_and_revoked(db_location, storage):
+    import hashlib
+
+    digest = hashlib.sha256(b"secret token bytes").digest()
+    storage.add_token("ops", digest, "admin")
+    storage.add_token("grafana", hashlib.sha256(b"other").digest(), "read")
+    assert [(n, s) for n, s, _ in storage.list_tokens()] == [("grafana", "read"), ("ops", "admin")]
+    assert storage.token_scope(digest) == ("ops", "admin")
+    assert storage.token_scope(hashlib.sha256(b"guess").digest()) is None
+    assert b"secret token bytes" not in repr(_query(db_location, "SELECT * FROM api_tokens")).encode()
+    with pytest.raises(StorageError, match="exists already"):
+        storage.add_token("ops", hashlib.sha256(b"x").digest(), "read")
+    with pytest.raises(StorageError, match="token name"):
+        storage.add_token("../etc", hashlib.sha256(b"y").digest(), "read")
+    storage.revoke_token("ops")
+    assert storage.token_scope(digest) is None
+    with pytest.raises(StorageError, match="no token named"):
+        storage.revoke_token("ops")
+
+
+def test_a_held_write_lock_is_storage_busy_and_nothing_is_written(db_location, storage):
+    from mpseal_host.storage import StorageBusy
+
+    device = storage.add_device("greenhouse")
+    holder = open_storage(db_location)
+    try:
+        with holder.ingest_transaction([device.id]):
+            storage.set_busy_timeout(0.05)
+            with pytest.raises(StorageBusy):
+                with storage.ingest_transaction([device.id]):
+                    pass
+    finally:
+        holder.close()
+    storage.set_busy_timeout(5)
+    _ingest(storage, device, [1])  # free again: it stores
+    assert [r["seq"] for r in storage.readings("greenhouse")] == [1]
+
+
+def test_a_read_only_connection_reads_and_never_writes(db_location, storage):
+    device = storage.add_device("greenhouse")
+    _ingest(storage, device, [1, 2])
+    reader = open_storage(db_location, read_only=True)
+    try:
+        assert [r["seq"] for r in reader.readings("greenhouse")] == [1, 2]
+        assert reader.list_tokens() == []
+        with pytest.raises(StorageError):
+            reader.add_device("shed")
+    finally:
+        reader.close()
+    assert storage.get_device("shed") is None
+
+
+def test_rotate_key_arguments_go_once_the_new_key_is_used(db_location, storage):
+    import mpseal
+    from mpseal_host.ingest import Ingestor
+    from mpseal_host.registry import rotate
+
+    device = storage.add_device("greenhouse")
+    new_key = os.urandom(32)
+    rotate(storage, "greenhouse", new_key)
+    ingestor = Ingestor(storage)
+    ingestor.ingest([(mpseal.seal(device.master_key, device.id, 1, payload.encode_values({"t": 1})), "udp")])
+    arguments = lambda: [bytes(a) for (a,) in _query(db_location, "SELECT argument FROM commands")]
+    assert new_key in arguments()[0]  # kept until applied: a lost ack is answered with it again
+    outcome, _ = ingestor.ingest([(mpseal.seal(new_key, device.id, 2, payload.encode_values({"t": 2}), epoch=1), "udp")])[0]
+    assert outcome.status == "stored"
+    assert arguments() == [b""]

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 def _start_receiver(tmp_path, db, modem_path):
     log = open(tmp_path / "receiver.log", "w")
     process = subprocess.Popen(
-        [MPSEAL, "receive", "--db", str(db), "--udp", "off", "--http", "off", "--modem", modem_path],
+        [MPSEAL, "receive", "--db", str(db), "--udp", "off", "--http", "off", "--api", "off", "--modem", modem_path],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
     log.close()

@@ -15,16 +15,19 @@ from mpseal.errors import InvalidPacket
 from mpseal.packet import parse_header
 from mpseal_host.pipeline import REJECTED, Batch, DeviceState, Outcome, Pipeline, ReAckLimiter
 from mpseal_host.rejections import STORAGE_ERROR
-from mpseal_host.storage import NO_DEVICE, StorageUnavailable
+from mpseal_host.storage import NO_DEVICE, StorageBusy, StorageUnavailable
 
 log = logging.getLogger("mpseal.receiver")
+request_log = logging.getLogger("mpseal.requests")  # per-packet lines (rate-limited in the receiver: log_limit.py)
 
 LOG_LINES_PER_SECOND = 20  # rejection lines beyond this are summed into one line per second
 
 
 class RejectionLog:
     """One log line per rejection naming device and reason, until a flood:
-    then one summary line per second (the counters stay exact)."""
+    then one summary line per second (the counters stay exact). The receiver
+    gives limit=None: its one request-log limit (log_limit.py) bounds these
+    lines together with every other per-request line."""
 
     def __init__(self, limit=LOG_LINES_PER_SECOND, clock=time.monotonic):
         self.limit = limit
@@ -34,6 +37,8 @@ class RejectionLog:
         self.suppressed = 0
 
     def __call__(self, outcome):
+        if self.limit is None:
+            return self._line(outcome)
         now = self.clock()
         if now - self.window_start >= 1.0:
             if self.suppressed:
@@ -43,6 +48,10 @@ class RejectionLog:
             self.suppressed += 1
             return
         self.lines += 1
+        self._line(outcome)
+
+    @staticmethod
+    def _line(outcome):
         if outcome.device is not None:
             who = "device %s (id %d)" % (outcome.device, outcome.device_id)
         elif outcome.device_id is not None:
@@ -50,7 +59,7 @@ class RejectionLog:
         else:
             who = "unparsable packet"
         seq = "" if outcome.seq is None else " seq %d" % outcome.seq
-        log.warning("rejected %s%s via %s: %s", who, seq, outcome.transport, outcome.detail or outcome.reason)
+        request_log.warning("rejected %s%s via %s: %s", who, seq, outcome.transport, outcome.detail or outcome.reason)
 
 
 class Ingestor:
@@ -97,11 +106,18 @@ class Ingestor:
             states[device.id] = DeviceState(device, entries, has_commands)
         self.refreshed += len(stale)
 
-    def ingest(self, items, now=None):
+    def ingest(self, items, now=None, rejections=None, on_busy=None):
         """items: iterable of (packet, transport), (packet, transport, sender)
         or (packet, transport, sender, source) (sender: an SMS number checked
         against allowed numbers; source: the address, for the re-ack limits).
-        Returns [(Outcome, ack bytes or None)] in the same order."""
+        Returns [(Outcome, ack bytes or None)] in the same order.
+
+        rejections: {(device id, reason): n} refused before the pipeline (an
+        HTTP body that is not a packet), counted in the same transaction.
+        on_busy: None, or a function called each time another process holds
+        the write lock past the busy timeout; the batch then waits and tries
+        again (it raises StorageBusy to give up: storage_error) instead of
+        failing as storage_error at the first timeout."""
         items = list(items)
         ids = set()
         for item in items:
@@ -110,16 +126,31 @@ class Ingestor:
             except InvalidPacket:
                 pass  # the pipeline refuses (and counts) it
         ids = sorted(ids)  # every backend locks in id order: no deadlock between receivers
-        batch = Batch(time.time() if now is None else now)
         try:
-            with self.storage.ingest_transaction(ids, batch.now) as versions:
-                self._refresh(ids, versions)
-                outcomes = [self.pipeline.process(item[0], item[1], batch, *item[2:4]) for item in items]
-                self.storage.write_batch(batch)
+            while True:
+                # A fresh batch per try: StorageBusy comes before anything was processed.
+                batch = Batch(time.time() if now is None else now)
+                if rejections:
+                    batch.rejections.update(rejections)
+                started = False
+                try:
+                    with self.storage.ingest_transaction(ids, batch.now) as versions:
+                        started = True
+                        self._refresh(ids, versions)
+                        outcomes = [self.pipeline.process(item[0], item[1], batch, *item[2:4]) for item in items]
+                        self.storage.write_batch(batch)
+                    break
+                except StorageBusy:
+                    if on_busy is None:
+                        raise
+                    if started:  # a lock timeout mid-batch (PostgreSQL): the cached windows may have moved
+                        for device_id in ids:
+                            self.states.pop(device_id, None)
+                    on_busy()
         except Exception as exc:  # a full disk or a bug must not take the receiver down
             # Nothing was stored, so nothing is acknowledged; the in-memory
             # windows may have moved ahead of the database: reload them.
-            if isinstance(exc, StorageUnavailable):
+            if isinstance(exc, StorageUnavailable):  # StorageBusy included
                 log.error("could not store a batch of %d packets: %s", len(items), exc)
             else:
                 log.exception("ingest failed for a batch of %d packets", len(items))

@@ -20,7 +20,7 @@ from mpseal import errors
 from mpseal.control import TYPE_RESYNC, TYPE_RESYNC_REQUEST, decode_resync_request, encode_ack, encode_resync
 from mpseal.errors import InvalidPacket
 from mpseal.packet import MAX_SEQ, TYPE_ACK, TYPE_READING, check_tag, decrypt, parse_header, seal
-from mpseal.payload import decode
+from mpseal.payload import decode, validate
 from mpseal.replay_window import ReplayWindow
 from mpseal_host.storage.model import NewReading, value_json
 from mpseal_host.rejections import SEQ_REUSED, STORAGE_ERROR, UNKNOWN_SENDER  # noqa: F401  (re-exported)
@@ -151,7 +151,7 @@ class Batch:
 
 
 class Outcome:
-    __slots__ = ("status", "reason", "device", "device_id", "seq", "value", "transport", "ack", "detail")
+    __slots__ = ("status", "reason", "device", "device_id", "seq", "payload", "_value", "transport", "ack", "detail")
 
     def __init__(self, status, transport, reason=None, device=None, device_id=None, seq=None, detail=None):
         self.status = status
@@ -159,10 +159,24 @@ class Outcome:
         self.device = device  # name, when the header names a registered device
         self.device_id = device_id
         self.seq = seq
-        self.value = None
+        self.payload = None  # the validated payload bytes of a stored or duplicate reading
+        self._value = None
         self.transport = transport
         self.ack = None  # sealed reply to send once the batch is committed, or None
         self.detail = detail
+
+    @property
+    def value(self):
+        """The decoded payload (dict for values payloads, hex for raw), made
+        on first use: the receiver itself never needs it."""
+        if self._value is None and self.payload is not None:
+            value = decode(self.payload)[1]
+            self._value = value.hex() if isinstance(value, bytes) else value
+        return self._value
+
+    @value.setter
+    def value(self, value):
+        self._value = value
 
     def as_dict(self):
         return {"status": self.status, "reason": self.reason, "device": self.device, "seq": self.seq}
@@ -225,11 +239,11 @@ class Pipeline:
             refused = exc.reason
         try:
             payload = decrypt(packet, header, keys)
-            fmt, value = decode(payload)
+            fmt = validate(payload)
         except InvalidPacket as exc:
             return self._reject(batch, exc.reason, transport, state, header.device_id, header.seq)
         outcome = Outcome(STORED, transport, None, state.name, header.device_id, header.seq)
-        outcome.value = value if not isinstance(value, bytes) else value.hex()
+        outcome.payload = payload
         state.last_seen = batch.now
         state.last_transport = transport
         if refused is not None:
@@ -262,7 +276,8 @@ class Pipeline:
             batch.promotions[state.id] = header.epoch
         outcome.ack = self._seal_ack(keys, header, state, batch)
         batch.readings.append(
-            NewReading(state.id, header.seq, batch.now, transport, fmt, payload, value_json(value), outcome.ack)
+            # decoded here, once, for a new reading only (duplicates and refusals never decode)
+            NewReading(state.id, header.seq, batch.now, transport, fmt, payload, value_json(outcome.value), outcome.ack)
         )
         batch.stored[(state.id, header.seq)] = (payload, outcome.ack)
         batch.sources.append((state.id, source))

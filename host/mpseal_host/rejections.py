@@ -18,6 +18,8 @@ SEQ_REUSED = "seq_reused"  # authentic, but the number already holds a different
 STORAGE_ERROR = "storage_error"  # authentic, not stored (database unavailable): the board sends again
 NOT_BASE64 = "not_base64"  # an SMS text that is not a base64 packet
 BAD_CONTENT_TYPE = "bad_content_type"  # an HTTP body that is not declared a packet
+BODY_TIMEOUT = "body_timeout"  # an HTTP body that did not arrive whole in time
+STORAGE_BUSY = "storage_busy"  # not queued: the receiver's queue is full (a long database lock)
 
 
 class Reason:
@@ -48,6 +50,8 @@ REASONS = {r.name: r for r in (
     Reason(STORAGE_ERROR, 503, False, "not stored: the database is unavailable"),
     Reason(NOT_BASE64, 400, False, "the SMS text is not a base64 packet"),
     Reason(BAD_CONTENT_TYPE, 415, False, "the HTTP body is not declared application/octet-stream"),
+    Reason(BODY_TIMEOUT, 408, False, "the HTTP body did not arrive whole within the read timeout"),
+    Reason(STORAGE_BUSY, 503, False, "not queued: the receiver's queue is full while storage waits"),
 )}
 
 FINAL = frozenset(name for name, reason in REASONS.items() if reason.final)

@@ -10,6 +10,7 @@ Config file (TOML), the first that exists of:
     [receive]
     udp = "0.0.0.0:4740"
     http = "0.0.0.0:8740"
+    api = "127.0.0.1:8741"                   # API + page; any other address needs a token
     keep_days = 90                           # readings older than this are deleted
     mqtt = "mqtts://broker.lan"              # and mqtt_username, mqtt_password_file, ... (docs/integrations.md)
 
@@ -32,7 +33,7 @@ DB_ENV = "MPSEAL_DB"
 DB_FILE = "mpseal.sqlite"
 # key -> type, for the file's top level and its [receive] table
 TOP_KEYS = {"db": str, "receive": dict}
-RECEIVE_KEYS = {"udp": str, "http": str, "keep_days": int}
+RECEIVE_KEYS = {"udp": str, "http": str, "api": str, "keep_days": int}
 # `mpseal receive --mqtt ...` (docs/integrations.md); never a password itself
 RECEIVE_KEYS.update({key: str for key in ("mqtt", "mqtt_username", "mqtt_password_file", "mqtt_ca_file",
                                           "mqtt_cert_file", "mqtt_key_file", "mqtt_prefix", "mqtt_discovery_prefix")})

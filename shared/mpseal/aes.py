@@ -1,7 +1,9 @@
 # The crypto seam: the only place that knows which AES implementation exists,
 # plus the random source. MicroPython (ESP8266 and unix port) has `cryptolib`;
-# CPython uses pycryptodome through a separate module, so board code never
-# names it. It also holds the module's other runtime difference, const().
+# CPython uses OpenSSL (`cryptography`) through a separate module,
+# aes_openssl.py, so board code never names it. It also holds the other
+# runtime differences: const() and compare_digest() (a Python loop on the
+# board, the C hmac.compare_digest on CPython).
 # Both sides offer the same functions; `key` is whatever prepare_key(raw 16
 # bytes) returned, so each side can keep what makes it fast or small.
 import os
@@ -27,8 +29,19 @@ try:
     def ecb_encrypt_block(key, block):
         return _aes(key, _MODE_ECB).encrypt(block)
 
+    def compare_digest(a, b):
+        """Constant-time equality: the loop never exits early on a mismatch, so
+        the time taken says nothing about how many leading bytes of a tag were
+        right. Lengths are public (they are fixed by the protocol version)."""
+        if len(a) != len(b):
+            return False
+        diff = 0
+        for i in range(len(a)):
+            diff |= a[i] ^ b[i]
+        return diff == 0
+
 except ImportError:
-    from mpseal.aes_pycryptodome import cbc_decrypt, cbc_encrypt, const, ecb_encrypt_block, prepare_key  # noqa: F401
+    from mpseal.aes_openssl import cbc_decrypt, cbc_encrypt, compare_digest, const, ecb_encrypt_block, prepare_key  # noqa: F401
 
 BLOCK_SIZE = 16
 

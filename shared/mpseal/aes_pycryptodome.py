@@ -1,10 +1,14 @@
-# CPython side of the crypto seam (see aes.py). Never copied to a board.
+# The second CPython backend of the crypto seam (aes.py picks aes_openssl.py;
+# this one is kept as an independent implementation the tests compare it
+# with). Never copied to a board.
 #
 # A host opens tens of thousands of packets a second for the same few keys.
 # Building an AES object (key schedule) per packet was most of that cost, so
 # prepare_key() keeps one ECB context per key (stateless, safe to reuse from
 # any thread) and CBC chaining is done here:
 #   P_i = D(C_i) xor C_(i-1),  C_i = E(P_i xor C_(i-1)),  C_0 = IV.
+from hmac import compare_digest  # noqa: F401  (same seam functions as aes_openssl)
+
 from Crypto.Cipher import AES
 
 _BLOCK = 16

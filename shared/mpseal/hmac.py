@@ -4,7 +4,9 @@
 # same tags by construction.
 import hashlib
 
-from mpseal.aes import const
+# compare_digest lives in the crypto seam (a C function on CPython) and is
+# re-exported here, where callers look for it.
+from mpseal.aes import compare_digest, const  # noqa: F401
 
 _BLOCK_SIZE = const(64)  # folded at compile time: no name on the board
 
@@ -30,15 +32,3 @@ class HmacSha256:
 
 def hmac_sha256(key, data):
     return HmacSha256(key).digest(data)
-
-
-def compare_digest(a, b):
-    """Constant-time equality: the loop never exits early on a mismatch, so the
-    time taken says nothing about how many leading bytes of a tag were right.
-    Lengths are public (they are fixed by the protocol version)."""
-    if len(a) != len(b):
-        return False
-    diff = 0
-    for i in range(len(a)):
-        diff |= a[i] ^ b[i]
-    return diff == 0

@@ -88,6 +88,47 @@ def encode_values_exact(values):
     return encoded
 
 
+_VALUE_SIZES = (1, 2, 4)  # by width code: WIDTHS[code][0]
+
+
+def validate(payload):
+    """The format byte of a payload decode() accepts, checked without
+    building its value (a host storing readings keeps the bytes and decodes
+    them only when someone reads them). Raises InvalidPacket(bad_payload)
+    exactly where decode() would."""
+    if not payload:
+        raise InvalidPacket(BAD_PAYLOAD, "empty payload")
+    fmt = payload[0]
+    if fmt == FORMAT_VALUES:
+        i = 1
+        n = len(payload)
+        while i < n:
+            key = payload[i]
+            i += 1
+            if key & 0x80:
+                length = key & 0x7F
+                if length == 0 or i + length > n:
+                    raise InvalidPacket(BAD_PAYLOAD, "bad value name")
+                try:
+                    bytes(payload[i : i + length]).decode()
+                except UnicodeError:
+                    raise InvalidPacket(BAD_PAYLOAD, "value name is not text")
+                i += length
+            if i >= n:
+                raise InvalidPacket(BAD_PAYLOAD, "value type missing")
+            kind = payload[i]
+            code = kind >> 4
+            if code > 2 or kind & 0x0F > MAX_DECIMALS:
+                raise InvalidPacket(BAD_PAYLOAD, "bad value type 0x%02x" % kind)
+            i += 1 + _VALUE_SIZES[code]
+            if i > n:
+                raise InvalidPacket(BAD_PAYLOAD, "value truncated")
+        return fmt
+    if fmt == FORMAT_RAW:
+        return fmt
+    return decode(payload)[0]  # JSON: parsing it is the only check there is
+
+
 def encode_raw(data):
     return bytes((FORMAT_RAW,)) + bytes(data)
 

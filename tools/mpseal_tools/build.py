@@ -25,8 +25,9 @@ from mpseal_host.errors import MpsealError
 
 from mpseal_tools.paths import BUILD_DIR, REPO_ROOT
 SOURCE_AS_IS = ("boot.py", "main.py")  # MicroPython runs these by file name, never imports them
-# CPython-only modules that must never reach a board (they import pycryptodome).
-HOST_ONLY = ("shared/mpseal/aes_pycryptodome.py",)
+# CPython-only modules that must never reach a board (the host sides of the
+# crypto seam: they import cryptography / pycryptodome).
+HOST_ONLY = ("shared/mpseal/aes_openssl.py", "shared/mpseal/aes_pycryptodome.py")
 # The unix-port side of the hardware seam: dead weight in a chip's flash, but
 # what the firmware needs on the virtual board (`mpseal build --simulator`).
 UNIX_SEAM_PREFIX = "hw_unix"

@@ -25,6 +25,7 @@ DEVICE = "demo"
 DEVICE_ID = 1
 DEFAULT_UDP_PORT = 4740
 DEFAULT_HTTP_PORT = 8740
+DEFAULT_API_PORT = 8741
 PROGRESS_EVERY_S = 5
 BOARD_HEAP = unix_board.DEFAULT_HEAP
 
@@ -100,7 +101,8 @@ def watch(board, receiver, seconds, out):
 def run(seconds=None, run_dir=RUN_DIR, out=sys.stdout):
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh database and board each time
     receiver = ReceiverProcess(
-        run_dir, udp_port=port_or_free(DEFAULT_UDP_PORT, socket.SOCK_DGRAM), http_port=port_or_free(DEFAULT_HTTP_PORT, socket.SOCK_STREAM)
+        run_dir, udp_port=port_or_free(DEFAULT_UDP_PORT, socket.SOCK_DGRAM), http_port=port_or_free(DEFAULT_HTTP_PORT, socket.SOCK_STREAM),
+        api_port=port_or_free(DEFAULT_API_PORT, socket.SOCK_STREAM)
     )
     key = os.urandom(32)
     receiver.add_device(DEVICE, key, DEVICE_ID)

@@ -23,34 +23,37 @@ def free_port(kind=socket.SOCK_STREAM):
 
 
 class ReceiverProcess:
-    def __init__(self, workdir, udp_port=None, http_port=None, extra_args=()):
+    def __init__(self, workdir, udp_port=None, http_port=None, api_port=None, extra_args=()):
         self.workdir = Path(workdir)
         self.extra_args = list(extra_args)  # more `mpseal receive` options, e.g. ["--mqtt", URL]
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db = self.workdir / "mpseal.sqlite"
         self.udp_port = udp_port or free_port(socket.SOCK_DGRAM)
-        self.http_port = http_port or free_port()
+        self.http_port = http_port or free_port()  # HTTP ingest: what a board is given
+        self.api_port = api_port or free_port()  # API + page, loopback
         self.process = None
         self.log_path = self.workdir / "receiver.log"
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d/" % self.http_port
+        return "http://127.0.0.1:%d/" % self.api_port
 
-    def cli(self, *args):
+    def cli(self, *args, env=None):
         """Runs `mpseal ARGS --db <db>`; returns stdout, raises with stderr."""
-        result = subprocess.run(MPSEAL + list(args) + ["--db", str(self.db)], capture_output=True, text=True, cwd=self.workdir)
+        result = subprocess.run(MPSEAL + list(args) + ["--db", str(self.db)], capture_output=True, text=True, cwd=self.workdir,
+                                env=dict(os.environ, **(env or {})))
         if result.returncode != 0:
             raise RuntimeError("mpseal %s failed: %s" % (" ".join(args), result.stderr.strip()))
         return result.stdout
 
     def add_device(self, name, key, device_id):
-        self.cli("devices", "add", name, "--key", key.hex(), "--id", str(device_id))
+        self.cli("devices", "add", name, "--key-env", "MPSEAL_KEY", "--id", str(device_id), env={"MPSEAL_KEY": key.hex()})
 
     def start(self):
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(
-            MPSEAL + ["receive", "--db", str(self.db), "--udp", "127.0.0.1:%d" % self.udp_port, "--http", "127.0.0.1:%d" % self.http_port] + self.extra_args,
+            MPSEAL + ["receive", "--db", str(self.db), "--udp", "127.0.0.1:%d" % self.udp_port, "--http", "127.0.0.1:%d" % self.http_port,
+                      "--api", "127.0.0.1:%d" % self.api_port] + self.extra_args,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
             start_new_session=True,  # Ctrl-C goes to the demo, which stops us after reading the API

@@ -14,6 +14,55 @@ from mpseal_host.errors import UserError
 FORMATS = ("raw", "hex", "base64")
 
 
+KEY_ENV = "MPSEAL_KEY"
+
+
+def add_key_options(parser, default_help="", required=False):
+    """--key-file / --key-env / $MPSEAL_KEY: a key never has to be on a command
+    line, where every local user sees it in `ps`. --key HEX still works for
+    throwaway keys and says so."""
+    parser.add_argument("--key-file", metavar="PATH", help="read the master key (64 hex digits) from PATH; '-' = stdin")
+    parser.add_argument("--key-env", metavar="VAR", help="read the master key from environment variable VAR (default %s)" % KEY_ENV)
+    parser.add_argument("--key", metavar="HEX", help="the key itself: discouraged, visible to every local user in ps %s" % default_help)
+    parser.set_defaults(key_required=required)
+
+
+def key_from_args(args, required=True, stdin_free=True):
+    """The key bytes from --key-file, --key-env, --key or $MPSEAL_KEY (in that
+    order), or None when none is given and the key is optional. stdin_free:
+    False where standard input carries the data (seal, unseal)."""
+    given = [name for name in ("key_file", "key_env", "key") if getattr(args, name, None)]
+    if len(given) > 1:
+        raise UserError("give the key one way: --key-file, --key-env or --key")
+    if getattr(args, "key_file", None):
+        try:
+            if args.key_file == "-":
+                if not stdin_free:
+                    raise UserError("standard input carries the data here: give the key with --key-file PATH or --key-env VAR")
+                text = sys.stdin.readline()
+            else:
+                with open(args.key_file) as f:
+                    text = f.read()
+        except OSError as exc:
+            raise UserError("cannot read the key file %s: %s" % (args.key_file, exc.strerror or exc))
+        return parse_key(text)
+    if getattr(args, "key_env", None):
+        if args.key_env not in os.environ:
+            raise UserError("environment variable %s is not set (--key-env names the variable holding the key)" % args.key_env)
+        return parse_key(os.environ[args.key_env])
+    if getattr(args, "key", None):
+        key = parse_key(args.key)
+        if sys.stderr.isatty():  # a person typing it; scripts keep their one-line error contract
+            print("mpseal: warning: --key shows the key to every local user (ps); prefer --key-file, --key-env or $%s"
+                  % KEY_ENV, file=sys.stderr)
+        return key
+    if os.environ.get(KEY_ENV):
+        return parse_key(os.environ[KEY_ENV])
+    if required:
+        raise UserError("no key given: use --key-file PATH, --key-env VAR or set $%s" % KEY_ENV)
+    return None
+
+
 def parse_key(text):
     try:
         key = bytes.fromhex(text.strip())
@@ -51,7 +100,7 @@ def cmd_keygen(args):
 
 
 def cmd_seal(args):
-    key = parse_key(args.key)
+    key = key_from_args(args, stdin_free=False)
     data = read_input(args.input_format)
     if args.values:
         try:
@@ -72,7 +121,7 @@ def cmd_seal(args):
 
 
 def cmd_unseal(args):
-    key = parse_key(args.key)
+    key = key_from_args(args, stdin_free=False)
     packet = read_input(args.format)
     direction = mpseal.TO_DEVICE if args.to_device else mpseal.TO_HOST
     try:
@@ -158,7 +207,7 @@ def register(subparsers):
     p.set_defaults(func=cmd_keygen)
 
     p = subparsers.add_parser("seal", help="seal a payload from stdin into a packet on stdout")
-    p.add_argument("--key", required=True, help="master key, 64 hex digits")
+    add_key_options(p)
     p.add_argument("--device", type=int, required=True, help="device id (u32)")
     p.add_argument("--seq", type=int, required=True, help="sequence number (1..2**32-1; 0 for resync messages)")
     p.add_argument("--epoch", type=int, default=0, help="key epoch (default 0)")
@@ -170,7 +219,7 @@ def register(subparsers):
     p.set_defaults(func=cmd_seal)
 
     p = subparsers.add_parser("unseal", help="open a packet from stdin; payload on stdout")
-    p.add_argument("--key", required=True, help="master key, 64 hex digits")
+    add_key_options(p)
     p.add_argument("--format", choices=FORMATS, default="raw", help="packet input format")
     p.add_argument("--output-format", choices=FORMATS, default="raw", help="payload output format")
     p.add_argument("--decode", action="store_true", help="print header and decoded payload as JSON")

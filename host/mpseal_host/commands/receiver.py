@@ -1,4 +1,4 @@
-"""receive, devices add|list|remove, stats, command: the operator's commands."""
+"""receive, devices add|list|remove, stats, command, token: the operator's commands."""
 import asyncio
 import json
 import logging
@@ -6,20 +6,24 @@ import logging
 from mpseal import control
 from mpseal_host.commands.options import add_db_option, address_option, open_db
 from mpseal_host.errors import UserError
-DEFAULT_UDP = "127.0.0.1:4740"
-DEFAULT_HTTP = "127.0.0.1:8740"
 
-
+# Ingest listens where boards can reach it (a sealed packet is safe from
+# anywhere); the API and page stay on loopback unless asked (docs/receiver.md).
+DEFAULT_UDP = "0.0.0.0:4740"
+DEFAULT_HTTP = "0.0.0.0:8740"
+DEFAULT_API = "127.0.0.1:8741"
 
 
 def cmd_receive(args):
     from mpseal_host import settings
-    from mpseal_host.receiver import serve
+    from mpseal_host.access import is_loopback
+    from mpseal_host.receiver import board_addresses, serve
     from mpseal_host.retention import Pruner
 
     configured = settings.receive_settings()
     udp = address_option(args.udp or configured.get("udp", DEFAULT_UDP), "--udp", listen=True)
     http = address_option(args.http or configured.get("http", DEFAULT_HTTP), "--http", listen=True)
+    api = address_option(args.api or configured.get("api", DEFAULT_API), "--api", listen=True)
     keep_days = args.keep_days if args.keep_days is not None else configured.get("keep_days")
     if keep_days is not None and keep_days < 1:
         raise UserError("--keep-days must be 1 or more (leave it out to keep every reading)")
@@ -27,6 +31,10 @@ def cmd_receive(args):
         raise UserError("both --udp and --http are off: nothing to receive on")
     mqtt = _mqtt_settings(args, configured)
     storage = open_db(args, create=True, serving=True)
+    if api and (args.require_token or not is_loopback(api[0])) and not storage.list_tokens():
+        storage.close()
+        raise UserError("the API on %s:%d needs a token and there is none: create one with"
+                        " 'mpseal token new NAME' (or keep --api on 127.0.0.1)" % api)
     pruner = Pruner(lambda: open_db(args), keep_days).start() if keep_days else None
     from mpseal_host.modem_receiver import start_from_args  # --modem (docs/sms.md)
 
@@ -37,18 +45,32 @@ def cmd_receive(args):
         if receiver.udp_address:
             parts.append("udp %s:%d" % tuple(receiver.udp_address))
         if receiver.http_address:
-            parts.append("http://%s:%d/" % tuple(receiver.http_address))
+            parts.append("http %s:%d" % tuple(receiver.http_address))
+        if receiver.api_address:
+            parts.append("api http://%s:%d/" % tuple(receiver.api_address))
         if modem:
             parts.append("modem %s" % args.modem)
         if mqtt:
             parts.append("mqtt %s%s:%d" % ("mqtts://" if mqtt.tls else "mqtt://", mqtt.host, mqtt.port))
         # One parseable line: tests and scripts wait for it.
         print("mpseal receive: listening on %s, database %s" % (", ".join(parts), storage.location), flush=True)
+        targets = []
+        if receiver.udp_address:
+            targets.append("udp " + " or ".join(board_addresses(*receiver.udp_address)))
+        if receiver.http_address:
+            targets.append("http " + " or ".join(board_addresses(*receiver.http_address)))
+        if targets:
+            print("mpseal receive: boards send to %s (receiver.host / udp_port / http_port in the board config)"
+                  % "; ".join(targets), flush=True)
+        if receiver.api_address:
+            print("mpseal receive: api %s" % ("requires a token (mpseal token new NAME; log in at /login)"
+                                              if receiver.require_token else "open to local users (loopback, no token)"), flush=True)
 
     try:
-        asyncio.run(serve(storage, udp, http, ready, mqtt=mqtt, reuse_port=args.reuse_port))
+        asyncio.run(serve(storage, udp, http, api, ready, require_token=args.require_token, api_hosts=args.api_host,
+                          mqtt=mqtt, reuse_port=args.reuse_port))
     except OSError as exc:
-        raise UserError("cannot listen: %s (is another receiver running? pick other ports with --udp/--http)" % exc)
+        raise UserError("cannot listen: %s (is another receiver running? pick other ports with --udp/--http/--api)" % exc)
     finally:
         if modem:
             modem.stop()
@@ -98,14 +120,10 @@ def add_mqtt_arguments(p):
     g.add_argument("--mqtt-discovery-prefix", help="Home Assistant discovery prefix (default homeassistant)")
 
 
-def _parse_key(text):
-    from mpseal_host.commands.packets import parse_key
-
-    return parse_key(text)
-
-
 def cmd_devices_add(args):
-    key = _parse_key(args.key) if args.key else None
+    from mpseal_host.commands.packets import key_from_args
+
+    key = key_from_args(args, required=False)
     storage = open_db(args, create=True)
     try:
         device = storage.add_device(args.name, key=key, epoch=args.epoch, device_id=args.id)
@@ -228,11 +246,49 @@ def cmd_command(args):
     print("queued %s for %s (command %d): it goes out with the next ack to the device" % (args.action, args.device, command_id))
 
 
+def cmd_token_new(args):
+    from mpseal_host.access import new_token
+
+    token, digest = new_token()
+    storage = open_db(args)
+    try:
+        storage.add_token(args.name, digest, args.scope)
+    finally:
+        storage.close()
+    print("token %s (%s): %s" % (args.name, args.scope, token))
+    print("(shown once, stored hashed: scripts send 'Authorization: Bearer TOKEN'; the page asks for it at /login)")
+
+
+def cmd_token_list(args):
+    storage = open_db(args)
+    tokens = storage.list_tokens()
+    storage.close()
+    if not tokens:
+        print("no tokens (create one with 'mpseal token new NAME')")
+    for name, scope, created_at in tokens:
+        print("%-24s %-6s created %s" % (name, scope, _time(created_at)))
+
+
+def cmd_token_revoke(args):
+    storage = open_db(args)
+    try:
+        storage.revoke_token(args.name)
+    finally:
+        storage.close()
+    print("revoked token %s" % args.name)
+
+
 def register(subparsers):
     p = subparsers.add_parser("receive", help="receive sealed packets over UDP and HTTP; serve the API and web page")
     add_db_option(p)
     p.add_argument("--udp", help="HOST:PORT or 'off' (default: the config file's, else %s)" % DEFAULT_UDP)
-    p.add_argument("--http", help="HOST:PORT or 'off' (default: the config file's, else %s)" % DEFAULT_HTTP)
+    p.add_argument("--http", help="HTTP ingest (POST /api/ingest only): HOST:PORT or 'off' (default: the config file's, else %s)"
+                   % DEFAULT_HTTP)
+    p.add_argument("--api", help="API + web page: HOST:PORT or 'off' (default: the config file's, else %s;"
+                   " any non-loopback address requires a token)" % DEFAULT_API)
+    p.add_argument("--require-token", action="store_true", help="require an API token on loopback too (e.g. behind a reverse proxy)")
+    p.add_argument("--api-host", action="append", default=[], metavar="NAME[:PORT]",
+                   help="another Host name the API answers to (a reverse proxy's public name); repeatable")
     p.add_argument("--keep-days", type=int, metavar="N",
                    help="delete readings older than N days (hourly); default: the config file's, else keep all")
     p.add_argument(
@@ -252,7 +308,9 @@ def register(subparsers):
     a = devices.add_parser("add", help="register a device (a key is generated and printed once unless --key)")
     add_db_option(a)
     a.add_argument("name")
-    a.add_argument("--key", help="master key, 64 hex digits (default: generate)")
+    from mpseal_host.commands.packets import add_key_options
+
+    add_key_options(a, "(default: generate one and print it once)")
     a.add_argument("--epoch", type=int, default=0, help="key epoch (default 0)")
     a.add_argument("--id", type=int, help="device id (default: the next free one)")
     a.set_defaults(func=cmd_devices_add)
@@ -283,3 +341,19 @@ def register(subparsers):
     p.add_argument("action", choices=("read-now", "set-interval", "reboot"))
     p.add_argument("seconds", nargs="?", type=int, help="for set-interval")
     p.set_defaults(func=cmd_command)
+
+    p = subparsers.add_parser("token", help="API tokens: new, list, revoke (needed when the API is exposed)")
+    tokens = p.add_subparsers(dest="token_command", metavar="ACTION")
+    p.set_defaults(func=lambda args, parser=p: parser.print_help() or 2)
+    a = tokens.add_parser("new", help="create a token; it is printed once and stored hashed")
+    add_db_option(a)
+    a.add_argument("name")
+    a.add_argument("--scope", choices=("read", "admin"), default="read", help="read: GET only (default); admin: everything")
+    a.set_defaults(func=cmd_token_new)
+    a = tokens.add_parser("list", help="names, scopes and dates of the tokens (never the tokens)")
+    add_db_option(a)
+    a.set_defaults(func=cmd_token_list)
+    a = tokens.add_parser("revoke", help="delete a token; it stops working within 2 s")
+    add_db_option(a)
+    a.add_argument("name")
+    a.set_defaults(func=cmd_token_revoke)

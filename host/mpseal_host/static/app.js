@@ -334,6 +334,7 @@ async function refresh() {
     try {
       const range = view.range;
       const response = await fetch("/api/dashboard?range=" + encodeURIComponent(range), { cache: "no-store" });
+      if (response.status === 401) { window.location.assign("/login"); return; }  // token revoked or session gone
       if (!response.ok) throw new Error("/api/dashboard: HTTP " + response.status);
       const data = await response.json();
       if (view.uplot === "unknown") { view.uplot = await loadUplot(data.uplot); chartsNote(); }

@@ -35,6 +35,9 @@ from mpseal_host.storage.model import stats_from, summarize_rejections
 class Storage(abc.ABC):
     #: Where the data lives, for log lines and /healthz (never a password).
     location = ""
+    #: What open_storage() needs to open the same database again (the API's
+    #: read-only workers): may hold a password, so never logged.
+    connect_location = ""
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -45,6 +48,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def check(self):
         """Round trip to the database; raises StorageError when it is gone."""
+
+    @abc.abstractmethod
+    def set_busy_timeout(self, seconds):
+        """How long a write waits for another process's lock before it raises
+        StorageBusy (nothing written; the receiver's writer retries)."""
 
     @abc.abstractmethod
     def schema_version(self):
@@ -240,6 +248,24 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def count_readings(self, name_or_id):
         """How many readings of the device are stored."""
+
+    # --- API tokens (`mpseal token`; only SHA-256 digests are stored) -----------
+
+    @abc.abstractmethod
+    def add_token(self, name, digest, scope):
+        """scope 'read' or 'admin'; StorageError when the name is taken."""
+
+    @abc.abstractmethod
+    def list_tokens(self):
+        """[(name, scope, created_at)]; never the digests."""
+
+    @abc.abstractmethod
+    def revoke_token(self, name):
+        """StorageError when there is no such token."""
+
+    @abc.abstractmethod
+    def token_scope(self, digest):
+        """(name, scope) of the token with this SHA-256, or None."""
 
     # --- upkeep -----------------------------------------------------------------
 

@@ -6,9 +6,20 @@ starting together migrate once. `meta.schema_version` says where it is.
 Version 1: this release. Readings are partitioned by month on received_at
 (unix seconds), one partition per calendar month (UTC), created ahead of
 time by the writers (postgres.py); retention drops whole partitions.
+Version 2: api_tokens (`mpseal token`, the receiver's exposed API).
 """
 MIGRATION_LOCK = 4740_0001  # pg_advisory_xact_lock key: schema changes
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Only the SHA-256 of a token is kept (a token is 32 random bytes).
+API_TOKENS = """
+CREATE TABLE IF NOT EXISTS api_tokens (
+    name text PRIMARY KEY,
+    digest bytea NOT NULL UNIQUE,
+    scope text NOT NULL CHECK (scope IN ('read', 'admin')),
+    created_at float8 NOT NULL
+);
+"""
 
 SCHEMA = """
 CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
@@ -80,9 +91,13 @@ CREATE INDEX commands_unsent ON commands (device_id) WHERE sent_at IS NULL;
 CREATE INDEX commands_by_ack ON commands (device_id, acked_device_seq) WHERE acked_device_seq IS NOT NULL;
 -- Taken by every write: the live page's change token.
 CREATE SEQUENCE changes;
-"""
+""" + API_TOKENS
 
-STEPS = {}  # target version -> function(cursor), the step from the version before
+def _v1_to_v2(conn):
+    conn.execute(API_TOKENS)
+
+
+STEPS = {2: _v1_to_v2}  # target version -> function(cursor), the step from the version before
 
 
 def current_version(conn):

@@ -7,13 +7,14 @@ Version 1: the first release (readings WITHOUT ROWID keyed by (device, seq),
 payload decoded on every read). Version 2: decoded values stored (JSON),
 the ack a reading got, readings on an increasing rowid with a (device, seq)
 unique index, a per-device change counter, partial indexes for commands,
-device_events.
+device_events. Version 3: api_tokens (`mpseal token`, the receiver's
+exposed API).
 """
 import sqlite3
 
 from mpseal_host.storage.model import newer_schema, value_json_from_payload
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 DEVICES = """
 CREATE TABLE devices (
@@ -98,6 +99,18 @@ CREATE INDEX commands_by_ack ON commands (device_id, acked_device_seq) WHERE ack
 """
 
 
+# API tokens (`mpseal token`): only the SHA-256 of a token is kept; a token
+# is 32 random bytes, so a plain hash is as good as a slow one.
+API_TOKENS = """
+CREATE TABLE IF NOT EXISTS api_tokens (
+    name TEXT PRIMARY KEY,
+    digest BLOB NOT NULL UNIQUE,
+    scope TEXT NOT NULL CHECK (scope IN ('read', 'admin')),
+    created_at REAL NOT NULL
+);
+"""
+
+
 def _v1_to_v2(db):
     columns = [row[1] for row in db.execute("PRAGMA table_info(readings)")]
     ack = "ack" if "ack" in columns else "NULL"  # a branch build may have added it already
@@ -119,7 +132,11 @@ def _v1_to_v2(db):
     db.executescript_in_tx(COMMAND_INDEXES)
 
 
-STEPS = {2: _v1_to_v2}  # target version -> step from the one before
+def _v2_to_v3(db):
+    db.executescript_in_tx(API_TOKENS)  # IF NOT EXISTS: a receiver-branch build may have made it
+
+
+STEPS = {2: _v1_to_v2, 3: _v2_to_v3}  # target version -> step from the one before
 
 
 class _Tx:
@@ -164,7 +181,7 @@ def migrate(db, location):
         tx = _Tx(db)
         if found == 0:
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            tx.executescript_in_tx(DEVICES + READINGS + COMMAND_INDEXES)
+            tx.executescript_in_tx(DEVICES + READINGS + COMMAND_INDEXES + API_TOKENS)
         else:
             for target in range(found + 1, SCHEMA_VERSION + 1):
                 STEPS[target](tx)

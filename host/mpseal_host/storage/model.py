@@ -12,7 +12,7 @@ from mpseal.payload import FORMAT_JSON, FORMAT_RAW, FORMAT_VALUES, decode
 from mpseal_host.errors import MpsealError
 
 __all__ = ["FORMAT_NAMES", "KEY_CURRENT", "KEY_PENDING", "MAX_DEVICE_NAME", "NO_DEVICE", "Device", "DeviceExists",
-           "NoSuchDevice", "StorageError", "StorageUnavailable", "NewReading"]
+           "NoSuchDevice", "StorageBusy", "StorageError", "StorageUnavailable", "NewReading", "check_device_name"]
 
 NO_DEVICE = -1  # rejections that name no registered device (unparsable, unknown id)
 FORMAT_NAMES = {FORMAT_RAW: "raw", FORMAT_JSON: "json", FORMAT_VALUES: "values"}
@@ -31,6 +31,11 @@ class StorageUnavailable(StorageError):
     the operation was stored. Backends turn their driver's errors into this;
     nobody outside the storage package sees a driver exception."""
 
+
+
+class StorageBusy(StorageUnavailable):
+    """Another process holds the write lock past the busy timeout: nothing
+    was written; try again (the receiver's writer waits and retries)."""
 
 
 class NoSuchDevice(StorageError):
@@ -107,9 +112,29 @@ def reading_dict(seq, received_at, transport, fmt, value):
     }
 
 
+def device_name_problem(name):
+    """Device names appear in URLs, file names and logs: 1..MAX_DEVICE_NAME
+    ASCII letters, digits, '-', '_' or '.', starting with a letter or digit,
+    no '..' (so never '.', '..' or anything path-like). Returns an error
+    message, or None when the name is fine."""
+    if (
+        not isinstance(name, str)
+        or not 1 <= len(name) <= MAX_DEVICE_NAME
+        or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name)
+        or not name[0].isalnum()
+        or ".." in name
+    ):
+        return (
+            "a device name is 1..%d ASCII letters, digits, '-', '_' or '.', starting with a letter or digit,"
+            " without '..' (got %r)" % (MAX_DEVICE_NAME, name)
+        )
+    return None
+
+
 def check_device_name(name):
-    if not isinstance(name, str) or not name or len(name) > MAX_DEVICE_NAME or not all(c.isalnum() or c in "-_." for c in name):
-        raise StorageError("a device name is 1..%d letters, digits, '-', '_' or '.'" % MAX_DEVICE_NAME)
+    problem = device_name_problem(name)
+    if problem:
+        raise StorageError(problem)
 
 
 def check_device_id(device_id):

@@ -27,12 +27,14 @@ from datetime import datetime, timezone
 import psycopg
 from psycopg import errors as pg_errors
 
+from mpseal.control import CMD_ROTATE_KEY
 from mpseal_host.storage import migrations_postgres
 from mpseal_host.storage.contract import Storage
 from mpseal_host.storage.sql_common import SqlQueries
 from mpseal_host.storage.model import (
     KEY_CURRENT,
     Device,
+    StorageBusy,
     StorageUnavailable,
     check_device_id,
     check_device_name,
@@ -100,13 +102,19 @@ class PostgresStorage(SqlQueries, Storage):
     def _sql(self, text):
         return text.replace("%", "%%").replace("?", "%s")
 
-    def __init__(self, url, serving=False, connect_timeout=10):
-        self.url = url
+    def __init__(self, url, serving=False, connect_timeout=10, read_only=False):
+        """read_only: a session for queries only (the receiver's API read
+        pool): no migrations, no partitions, every transaction read-only."""
+        self.url = self.connect_location = url
         self.location = _safe_location(url)
         self._months = set()  # (year, month) partitions known to exist
         self._in_batch = False
+        self.read_only = read_only
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
+            if read_only:
+                self.conn.execute("SET default_transaction_read_only = on")
+                return
             migrations_postgres.migrate(self.conn, self.location, newer_schema)
             self._ensure_partitions(time.time())
         except StorageUnavailable:
@@ -121,12 +129,18 @@ class PostgresStorage(SqlQueries, Storage):
         text = str(exc).strip().splitlines()
         return StorageUnavailable("%s on %s failed: %s" % (what, self.location, text[0] if text else type(exc).__name__))
 
+    def set_busy_timeout(self, seconds):
+        # A row or table lock held past this raises LockNotAvailable: StorageBusy.
+        self.conn.execute("SET lock_timeout = %d" % int(seconds * 1000))
+
     @contextmanager
     def _write(self, what):
         try:
             with self.conn.transaction():
                 yield self.conn
                 self.conn.execute("SELECT nextval('changes')")
+        except pg_errors.LockNotAvailable as exc:
+            raise StorageBusy("database %s: a lock is held by another process (%s)" % (self.location, what)) from exc
         except psycopg.Error as exc:
             raise self._failure(what, exc) from exc
 
@@ -306,6 +320,8 @@ class PostgresStorage(SqlQueries, Storage):
     def ingest_transaction(self, device_ids, now=None):
         try:
             self._ensure_partitions(time.time() if now is None else now)
+        except pg_errors.LockNotAvailable as exc:
+            raise StorageBusy("database %s: another process is creating a partition" % self.location) from exc
         except psycopg.Error as exc:
             raise self._failure("creating a readings partition", exc) from exc
         with self._write("storing a batch") as conn:
@@ -387,6 +403,12 @@ class PostgresStorage(SqlQueries, Storage):
         for device_id, epoch in sorted(batch.promotions.items()):
             conn.execute("DELETE FROM device_keys WHERE device_id = %s AND epoch != %s", (device_id, epoch))
             conn.execute("UPDATE device_keys SET state = 'current' WHERE device_id = %s", (device_id,))
+            # The device uses the new key: the rotate-key commands that carried
+            # it are applied, and their argument (epoch + the key) goes.
+            conn.execute(
+                "UPDATE commands SET argument = %s WHERE device_id = %s AND opcode = %s AND sent_at IS NOT NULL",
+                (b"", device_id, CMD_ROTATE_KEY),
+            )
 
     def count_rejection(self, device_id, reason):
         with self._write("counting a rejection") as conn:

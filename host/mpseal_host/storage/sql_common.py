@@ -9,7 +9,16 @@ _touch(db, id) (the change counter), _devices(where, params, tail) and VALUE
 import time
 
 from mpseal.packet import MAX_SEQ
-from mpseal_host.storage.model import KEY_CURRENT, KEY_PENDING, StorageError, check_key, reading_dict, summarize_rejections
+from mpseal_host.storage.model import (
+    KEY_CURRENT,
+    KEY_PENDING,
+    MAX_DEVICE_NAME,
+    StorageError,
+    check_key,
+    device_name_problem,
+    reading_dict,
+    summarize_rejections,
+)
 
 
 # The host->device counter is reported from here on (stats, the page): acks
@@ -212,3 +221,25 @@ class SqlQueries:
                 warnings[name] = "host->device sequence at %d of %d: re-provision the device before it runs out" % (
                     host_seq, MAX_SEQ)
         return warnings
+
+    # --- API tokens (mpseal token; checked by mpseal_host.access) -----------------
+
+    def add_token(self, name, digest, scope):
+        if device_name_problem(name):  # the same rule keeps token names printable and short
+            raise StorageError("a token name is 1..%d letters, digits, '-', '_' or '.'" % MAX_DEVICE_NAME)
+        with self._write("adding a token") as db:
+            if db.execute(self._sql("SELECT 1 FROM api_tokens WHERE name = ?"), (name,)).fetchone():
+                raise StorageError("a token named %r exists already (revoke it first or pick another name)" % name)
+            db.execute(self._sql("INSERT INTO api_tokens VALUES (?, ?, ?, ?)"), (name, bytes(digest), scope, time.time()))
+
+    def list_tokens(self):
+        return [tuple(row) for row in self._rows("listing tokens", "SELECT name, scope, created_at FROM api_tokens ORDER BY name")]
+
+    def revoke_token(self, name):
+        with self._write("revoking a token") as db:
+            if db.execute(self._sql("DELETE FROM api_tokens WHERE name = ?"), (name,)).rowcount == 0:
+                raise StorageError("no token named %r (see 'mpseal token list')" % name)
+
+    def token_scope(self, digest):
+        rows = self._rows("checking a token", "SELECT name, scope FROM api_tokens WHERE digest = ?", (bytes(digest),))
+        return None if not rows else (rows[0][0], rows[0][1])

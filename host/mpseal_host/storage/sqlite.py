@@ -13,18 +13,22 @@ index leaf is dirtied once per batch, not once per reading; the WAL is
 checkpointed by a background thread (serving=True), never inside a commit.
 """
 import json
+import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 from contextlib import contextmanager
 
+from mpseal.control import CMD_ROTATE_KEY
 from mpseal_host.storage import migrations_sqlite
 from mpseal_host.storage.contract import Storage
 from mpseal_host.storage.sql_common import SqlQueries
 from mpseal_host.storage.model import (
     KEY_CURRENT,
     Device,
+    StorageBusy,
     StorageUnavailable,
     check_device_id,
     check_device_name,
@@ -34,6 +38,8 @@ from mpseal_host.storage.model import (
     no_such_device,
     reading_dict,
 )
+
+log = logging.getLogger("mpseal.storage")
 
 SCHEMA_VERSION = migrations_sqlite.SCHEMA_VERSION
 CHECKPOINT_EVERY_S = 1.0
@@ -66,6 +72,32 @@ def _create_private(path):
     # -shm files the same mode as the database file.
     if path != ":memory:" and not os.path.exists(path):
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _make_private(path):
+    """An existing database that others may read (it holds every device key)
+    is made 0600, or refused when that is impossible (not our file). Called
+    once SQLite has opened it: a path that is no database is left alone."""
+    if path == ":memory:":
+        return
+    for name in (path, path + "-wal", path + "-shm"):
+        try:
+            info = os.stat(name)
+        except FileNotFoundError:
+            continue
+        mode = stat.S_IMODE(info.st_mode)
+        if stat.S_ISREG(info.st_mode) and mode & 0o077:
+            try:
+                os.chmod(name, 0o600)
+            except OSError as exc:
+                raise StorageUnavailable(
+                    "%s is mode %04o (other users can read the device keys) and cannot be made 0600: %s"
+                    % (name, mode, exc.strerror or exc))
+            log.warning("%s was mode %04o (device keys readable by other users); it is 0600 now", name, mode)
+
+
+def _is_busy(exc):
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
 
 
 def _failure(what, exc):
@@ -115,9 +147,23 @@ class Checkpointer(threading.Thread):
 
 
 class SQLiteStorage(SqlQueries, Storage):
-    def __init__(self, path, synchronous="FULL", serving=False):
-        self.path = self.location = str(path)
+    def __init__(self, path, synchronous="FULL", serving=False, read_only=False):
+        """read_only: a connection for queries only (the receiver's API read
+        pool): no schema work, so opening it never waits for the write lock."""
+        self.path = self.location = self.connect_location = str(path)
         self.checkpointer = None
+        self.generation = 0
+        self.read_only = read_only
+        if read_only:
+            try:
+                if not os.path.isfile(self.path):
+                    raise StorageUnavailable("cannot open database %s: no such file" % self.path)
+                self.db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0, check_same_thread=False)
+                self.db.execute("PRAGMA query_only=ON")
+                self.db.execute("PRAGMA cache_size=-16384")
+            except sqlite3.Error as exc:
+                raise StorageUnavailable("cannot open database %s: %s" % (self.path, exc))
+            return
         try:
             if os.path.isdir(self.path):
                 raise StorageUnavailable("cannot open database %s: it is a directory" % self.path)
@@ -132,6 +178,7 @@ class SQLiteStorage(SqlQueries, Storage):
             # keeping them cached saves re-reading them for the next batch.
             self.db.execute("PRAGMA cache_size=-65536")
             migrations_sqlite.migrate(self.db, self.path)
+            _make_private(self.path)
         except StorageUnavailable:
             raise
         except (OSError, sqlite3.Error) as exc:
@@ -141,14 +188,17 @@ class SQLiteStorage(SqlQueries, Storage):
             self.db.execute("PRAGMA wal_autocheckpoint=0")
             self.checkpointer = Checkpointer(self.path)
             self.checkpointer.start()
-        # Bumped on every write through this object: PRAGMA data_version only
-        # sees other connections' writes, the change token must see both.
-        self.generation = 0
+        # self.generation: bumped on every write through this object (PRAGMA
+        # data_version only sees other connections' writes, the change token
+        # must see both).
 
     def close(self):
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.db.close()
+
+    def set_busy_timeout(self, seconds):
+        self.db.execute("PRAGMA busy_timeout=%d" % int(seconds * 1000))
 
     def check(self):
         try:
@@ -171,6 +221,8 @@ class SQLiteStorage(SqlQueries, Storage):
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
+            if _is_busy(exc):
+                raise StorageBusy("database %s is locked by another process (%s)" % (self.path, what)) from exc
             raise _failure("cannot start a %s on %s" % (what, self.path), exc)
         try:
             yield self.db
@@ -360,6 +412,12 @@ class SQLiteStorage(SqlQueries, Storage):
         for device_id, epoch in batch.promotions.items():
             db.execute("DELETE FROM device_keys WHERE device_id = ? AND epoch != ?", (device_id, epoch))
             db.execute("UPDATE device_keys SET state = 'current' WHERE device_id = ?", (device_id,))
+            # The device uses the new key: the rotate-key commands that carried
+            # it are applied, and their argument (epoch + the key) goes.
+            db.execute(
+                "UPDATE commands SET argument = ? WHERE device_id = ? AND opcode = ? AND sent_at IS NOT NULL",
+                (b"", device_id, CMD_ROTATE_KEY),
+            )
 
     def count_rejection(self, device_id, reason):
         try:

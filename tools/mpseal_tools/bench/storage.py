@@ -138,7 +138,7 @@ def children_of(pid):
 
 def start_receiver(location):
     process = subprocess.Popen(
-        [sys.executable, "-m", "mpseal_tools.cli", "receive", "--db", location, "--udp", "127.0.0.1:0", "--http", "off"],
+        [sys.executable, "-m", "mpseal_tools.cli", "receive", "--db", location, "--udp", "127.0.0.1:0", "--http", "off", "--api", "off"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

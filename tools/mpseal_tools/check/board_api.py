@@ -36,7 +36,8 @@ IMPORT_ROOTS = ("shared", "firmware")
 # CPython-only modules, kept out by structure: each is one side of a seam and
 # never copied to a board. Anything else under BOARD_DIRS is board code.
 NOT_BOARD = {
-    "shared/mpseal/aes_pycryptodome.py": "pycryptodome side of the crypto seam (aes.py imports it only where cryptolib is missing)",
+    "shared/mpseal/aes_openssl.py": "OpenSSL side of the crypto seam (aes.py imports it only where cryptolib is missing)",
+    "shared/mpseal/aes_pycryptodome.py": "second CPython backend of the crypto seam (tests compare it with aes_openssl)",
     "firmware/hw_unix*.py": "unix-port side of the hardware seam (hw_unix.py is mirrored against hw_esp8266 instead, see board_api_seam)",
 }
 
