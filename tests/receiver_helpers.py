@@ -31,6 +31,7 @@ class RunningReceiver:
             text=True,
             env=None if env is None else dict(os.environ, **env),
             preexec_fn=preexec_fn,
+            start_new_session=True,  # stop() can end the receiver with its read-pool workers
         )
         # "mpseal receive: listening on udp H:P, http H:P, api http://H:P/, database ..."
         line = self.proc.stdout.readline()
@@ -81,14 +82,22 @@ class RunningReceiver:
     def alive(self):
         return self.proc.poll() is None
 
+    def _kill_group(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: the receiver and its workers
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def stop(self, timeout=20):
         """SIGTERM; returns (exit code, stdout rest, stderr)."""
         self.sock.close()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+        else:  # killed (kill -9 tests): its read-pool workers may outlive it, holding our pipes
+            self._kill_group()
         try:
             out, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self._kill_group()
             out, err = self.proc.communicate()
         return self.proc.returncode, out, err

@@ -327,7 +327,13 @@ def test_api_tokens_are_kept_as_digests_and_revoked(db_location, storage):
 
 
 def test_a_held_write_lock_is_storage_busy_and_nothing_is_written(db_location, storage):
+    """SQLite's one write lock: another process holding it past the busy
+    timeout is StorageBusy. (PostgreSQL keeps waiting: its per-device row
+    locks are taken in turn by N receivers by design, see postgres.py.)"""
     from mpseal_host.storage import StorageBusy
+
+    if db_location.startswith("postgresql://"):
+        pytest.skip("PostgreSQL row-lock waits are not bounded (set_busy_timeout is a no-op there)")
 
     device = storage.add_device("greenhouse")
     holder = open_storage(db_location)

@@ -130,8 +130,12 @@ class PostgresStorage(SqlQueries, Storage):
         return StorageUnavailable("%s on %s failed: %s" % (what, self.location, text[0] if text else type(exc).__name__))
 
     def set_busy_timeout(self, seconds):
-        # A row or table lock held past this raises LockNotAvailable: StorageBusy.
-        self.conn.execute("SET lock_timeout = %d" % int(seconds * 1000))
+        """No lock_timeout here: the device row locks N receivers take in turn
+        are the design (each batch waits for the one before, then reloads
+        what it changed); a timeout would turn that ordinary contention into
+        retries and lock-wait mode. A LockNotAvailable (an operator's own
+        lock_timeout) still comes out as StorageBusy."""
+        self.busy_timeout = seconds
 
     @contextmanager
     def _write(self, what):
