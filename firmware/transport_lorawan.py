@@ -1,0 +1,143 @@
+# LoRaWAN 1.0.x uplinks through The Things Network: ABP, Class A, the region
+# from config (region_eu868.py). Each mpseal packet (the compact v2 profile:
+# 35 bytes for a usual reading, DR0 carries 51) goes out as the FRMPayload of
+# one unconfirmed uplink; TTN decrypts FRMPayload with the AppSKey it holds
+# and finds our sealed packet, which it can neither read nor forge.
+#
+# - FCnt: the 32-bit uplink counter is reserved in /fcnt.dat exactly as the
+#   mpseal sequence is (seqstore.py: never reused across power cuts, one flash
+#   write per 64 frames), and reserved BEFORE the frame goes out.
+# - Duty cycle: each sub-band may be on air 1 % of the time (lorawan.DutyCycle);
+#   when every usable band is still silent, send() returns None and the app
+#   queues the packet for a later cycle. Interval mode needs interval_s above
+#   the off-time (checked here), as RAM accounting does not survive deep sleep.
+# - Class A: after each uplink the radio listens once in RX1 (same channel,
+#   same DR), then, if nothing came, in RX2 (869.525 MHz, DR3 on TTN). A
+#   verified downlink's FRMPayload is a sealed mpseal ack/command, returned to
+#   the app like a UDP reply. MAC commands (FOpts, FPort 0) are ignored: set
+#   the device's MAC settings on TTN to match the config (docs/lorawan.md).
+# - No ack per frame (TTN allows ~10 downlinks a day): a frame that went on air
+#   counts as delivered (on_air), so the app does not queue or resend it.
+import binascii
+import time
+from micropython import const
+
+import hw
+import lorawan
+import seqstore
+import sx1276
+
+_RX_SYMBOLS = const(8)  # preamble symbols a window waits for (RegSymbTimeout)
+_RX_EARLY_MS = const(20)  # open each window a little early: board and gateway clocks differ
+_SLICE_MS = const(100)  # waits are sliced to feed the watchdog
+
+
+def _hex(c, key, size):
+    value = c.get(key)
+    try:
+        raw = binascii.unhexlify(value)
+        if len(raw) == size:
+            return raw
+    except (TypeError, ValueError):
+        pass
+    # never the value itself: two of these are session keys
+    raise ValueError("/config.json: key 'lorawan.%s' must be %d hex digits" % (key, 2 * size))
+
+
+def _int(c, key, default, low, high):
+    value = c.get(key, default)
+    if not isinstance(value, int) or not low <= value <= high:
+        raise ValueError("/config.json: key 'lorawan.%s' must be an integer %d..%d, got %r" % (key, low, high, value))
+    return value
+
+
+class Transport:
+    name = "lorawan"
+    profile = 2  # mpseal v2 compact (docs/protocol.md): the app seals for this link with it
+
+    def __init__(self, config):
+        c = config.data.get("lorawan")
+        if not isinstance(c, dict):
+            raise ValueError("/config.json: key 'lorawan' must be an object with dev_addr, nwk_s_key, app_s_key")
+        region = c.get("region", "eu868")
+        if region != "eu868":
+            raise ValueError("/config.json: key 'lorawan.region' must be \"eu868\", got %r" % region)
+        self.region = r = __import__("region_" + region)
+        self.session = (int.from_bytes(_hex(c, "dev_addr", 4), "big"), _hex(c, "nwk_s_key", 16), _hex(c, "app_s_key", 16))
+        self.dr = _int(c, "data_rate", 5, 0, len(r.DATA_RATES) - 1)
+        self.power = _int(c, "tx_power", 14, 2, r.MAX_EIRP_DBM)
+        self.fport = _int(c, "fport", 1, 1, 223)
+        self.rx1_delay = _int(c, "rx1_delay_s", r.RX1_DELAY_S, 1, 15) * 1000
+        self.rx2_dr = _int(c, "rx2_data_rate", r.RX2_DATA_RATE, 0, len(r.DATA_RATES) - 1)
+        sf, bw = r.DATA_RATES[self.dr]
+        if config.power == "interval":
+            off = lorawan.airtime_us(sf, bw, 13 + r.MAX_PAYLOAD[self.dr], r.PREAMBLE) * max(r.BANDS) // 1000000 + 1
+            if config.interval_s < off:
+                raise ValueError("/config.json: key 'interval_s' must be at least %d at lorawan DR%d (1%% duty cycle)" % (off, self.dr))
+        self.fcnt = seqstore.SequenceStore("/fcnt.dat")
+        self.down = -1  # highest downlink FCnt accepted since boot (mpseal's own replay rules guard commands across reboots)
+        self.duty = lorawan.DutyCycle(r.BANDS, time.ticks_diff)
+        self.radio = sx1276.SX1276(*hw.lora_bus(c.get("nss", 15), c.get("dio0"), c.get("reset")))
+        self.on_air = False
+        self.rejected = None
+        self.rssi = self.snr = 0
+
+    def send(self, packet):
+        self.on_air = False
+        self.rejected = None
+        r = self.region
+        if len(packet) > r.MAX_PAYLOAD[self.dr]:
+            self.rejected = "too_big_for_dr"  # never fits this data rate: the app drops it
+            return None
+        now = time.ticks_ms()
+        channel = lorawan.pick(r.CHANNELS, self.duty, now)
+        if channel is None:
+            return None  # duty cycle: every sub-band must stay silent a while longer
+        fcnt = self.fcnt.next()
+        if fcnt > 0xFFFFFFFF:
+            return None  # LoRaWAN 1.0 has no FCnt after 2^32 - 1: a new DevAddr and keys are needed
+        frame = lorawan.uplink(self.session, fcnt, self.fport, packet)
+        sf, bw = r.DATA_RATES[self.dr]
+        airtime = lorawan.airtime_us(sf, bw, len(frame), r.PREAMBLE) // 1000 + 1
+        radio = self.radio
+        try:
+            radio.configure(channel[0], sf, bw, self.power, r.SYNC_WORD, r.PREAMBLE)
+            self.duty.used(channel[1], now, airtime)  # before TX: a frame that failed may still have radiated
+            radio.transmit(frame, 2 * airtime + 100, self.idle)
+            self.on_air = True
+            done = time.ticks_ms()
+            reply = self.listen(done, self.rx1_delay, channel[0], self.dr)
+            if reply is None:
+                reply = self.listen(done, self.rx1_delay + 1000, r.RX2_FREQUENCY, self.rx2_dr)
+            radio.sleep()
+            return reply
+        except OSError:  # SPI trouble, no TxDone: link trouble, the app queues the packet
+            return None
+
+    def listen(self, done, delay, frequency, dr):
+        """One receive window opening `delay` ms after the uplink ended at
+        `done`: the FRMPayload of a verified downlink for us, or None."""
+        while True:
+            left = delay - _RX_EARLY_MS - time.ticks_diff(time.ticks_ms(), done)
+            if left <= 0:
+                break
+            self.idle()
+            time.sleep_ms(min(left, _SLICE_MS))
+        sf, bw = self.region.DATA_RATES[dr]
+        radio = self.radio
+        radio.configure(frequency, sf, bw, self.power, self.region.SYNC_WORD, self.region.PREAMBLE)
+        frame = radio.receive(_RX_SYMBOLS, _RX_SYMBOLS * (1 << sf) * 1000 // bw + 2 * _RX_EARLY_MS + 50, self.idle)
+        if frame is None:
+            return None
+        opened = lorawan.downlink(self.session, frame, self.down)
+        if opened is None:
+            return None  # not for us, forged, or a replayed FCnt
+        self.down = opened[0]
+        self.rssi = radio.rssi
+        self.snr = radio.snr
+        if not opened[1] or not opened[2]:
+            return None  # MAC commands only (FPort 0) or no payload: nothing for the app
+        return opened[2]
+
+    def close(self):
+        self.radio.sleep()
