@@ -1,0 +1,170 @@
+"""The real firmware on the unix port sending readings as LoRaWAN frames:
+board (simulated SX1276 register file; there is no radio here) -> the air
+(loopback UDP) -> gateway + network-server stand-in doing what TTN does
+(mpseal_tools.sim.lorawan_ns) -> a real mosquitto broker -> an MQTT client.
+Every frame is also decoded by npm lora-packet, an independent LoRaWAN
+implementation, which must agree byte for byte."""
+import base64
+import json
+import os
+import random
+import threading
+import time
+
+import pytest
+
+from lorawan_helpers import mosquitto, oracle  # noqa: F401 (fixtures)
+from mpseal import TYPE_COMMAND, VERSION_COMPACT, unseal
+from mpseal.control import encode_commands, read_now, set_interval
+from mpseal.payload import decode_values
+from mpseal_tools import board_sim
+from mpseal_tools.sim.lorawan_ns import GatewaySim, NetworkServerSim
+
+pytestmark = pytest.mark.slow
+DEVICE_ID = 7
+TTN_DEVICE = "mpseal-7"
+DEV_ADDR = 0x260B0007
+APP = "mpseal-app"
+HEAP = os.environ.get("LW_HEAP", board_sim.DEFAULT_HEAP)
+
+
+class Air:
+    """Key material, the NS + gateway stand-ins, an MQTT client collecting
+    what TTN would publish, and simulated boards."""
+
+    def __init__(self, tmp_path, broker, monkeypatch):
+        import paho.mqtt.client as mqtt
+
+        self.tmp = tmp_path
+        self.key = os.urandom(32)
+        self.nwk = os.urandom(16)
+        self.app = os.urandom(16)
+        self.ns = NetworkServerSim("127.0.0.1", broker.port, application=APP)
+        self.ns.add_device(TTN_DEVICE, DEV_ADDR, self.nwk, self.app)
+        self.gateway = GatewaySim(self.ns)
+        monkeypatch.setenv("MPSEAL_LORA_AIR", self.gateway.address)
+        self.up = []
+        ready = threading.Event()
+        self.mqtt = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.mqtt.on_connect = lambda c, *a: c.subscribe("v3/%s@ttn/devices/+/up" % APP)
+        self.mqtt.on_subscribe = lambda *a: ready.set()
+        self.mqtt.on_message = lambda c, u, m: self.up.append(json.loads(m.payload))
+        self.mqtt.connect("127.0.0.1", broker.port)
+        self.mqtt.loop_start()
+        assert ready.wait(10), "no SUBACK from mosquitto"
+        self.boards = []
+
+    def board(self, fcnt=None, **changes):
+        config = {
+            "device_id": DEVICE_ID,
+            "key": self.key.hex(),
+            "receiver": {"host": "127.0.0.1"},
+            "transports": ["lorawan"],
+            "lorawan": {"dev_addr": "%08x" % DEV_ADDR, "nwk_s_key": self.nwk.hex(), "app_s_key": self.app.hex(), "data_rate": 5},
+            "sensors": [{"type": "synthetic"}],
+            "interval_s": 3,
+            "log": True,
+        }
+        config.update(changes)
+        flash = self.tmp / ("flash%d" % len(self.boards))
+        board_sim.install(flash, config)
+        if fcnt is not None:  # a board that has sent for a while: its reservation in /fcnt.dat
+            (flash / "fcnt.dat").write_bytes(b"%d %d\n" % (fcnt, fcnt))
+        board = board_sim.Board(flash, heapsize=HEAP, log_path=self.tmp / ("board%d.log" % len(self.boards)))
+        self.boards.append(board)
+        return board
+
+    def push(self, packet):
+        """What `mpseal ttn` does to schedule a downlink: TTS v3 down/push."""
+        doc = {"downlinks": [{"f_port": 1, "frm_payload": base64.b64encode(packet).decode(), "priority": "NORMAL"}]}
+        self.mqtt.publish("v3/%s@ttn/devices/%s/down/push" % (APP, TTN_DEVICE), json.dumps(doc)).wait_for_publish(5)
+
+    def close(self):
+        for board in self.boards:
+            board.stop()
+        self.gateway.close()
+        self.ns.close()
+        self.mqtt.loop_stop()
+        self.mqtt.disconnect()
+
+
+@pytest.fixture
+def air(tmp_path, mosquitto, monkeypatch):  # noqa: F811
+    a = Air(tmp_path, mosquitto, monkeypatch)
+    yield a
+    a.close()
+
+
+def numbers(board, word):
+    return [int(line.split()[1]) for line in list(board.lines) if line.startswith(word + " ")]
+
+
+def test_readings_cross_65535_frames_and_agree_with_lora_packet(air, oracle):  # noqa: F811
+    board = air.board(fcnt=65534).start()
+    board.wait_for(lambda b: len(air.up) >= 3, timeout=60)
+    board.stop()
+    fcnts = [doc["uplink_message"]["f_cnt"] for doc in air.up]
+    assert fcnts[:3] == [65534, 65535, 65536], fcnts  # the 16 bits on air roll over; TTN's 32-bit count does not
+    seqs = []
+    for (phy, meta), doc in zip(air.gateway.frames, air.up):
+        up = doc["uplink_message"]
+        assert doc["end_device_ids"]["device_id"] == TTN_DEVICE and up["f_port"] == 1
+        assert meta["dr"] == 5 and up["settings"]["data_rate"]["lora"]["spreading_factor"] == 7
+        frm = base64.b64decode(up["frm_payload"])
+        # the independent decoder: same FCnt, MIC valid, same FRMPayload
+        got = oracle.decode(phy, air.nwk, air.app, up["f_cnt"])
+        assert got["mic_ok"] and got["fcnt16"] == up["f_cnt"] & 0xFFFF and got["dev_addr"] == "%08x" % DEV_ADDR
+        assert bytes.fromhex(got["payload"]) == frm
+        # what TTN sees is our sealed compact packet, which only the mpseal key opens
+        assert frm[0] == VERSION_COMPACT and len(frm) <= 51
+        header, payload = unseal(frm, air.key)
+        assert header.device_id == DEVICE_ID
+        assert "temperature" in decode_values(payload)
+        seqs.append(header.seq)
+    assert seqs == sorted(set(seqs))
+    assert air.gateway.refused == {} and air.ns.counts.get("bad_mic", 0) == 0
+
+
+def test_power_cuts_never_reuse_a_frame_counter(air):
+    board = air.board().start()
+    rnd = random.Random(16)
+    for cut in range(8):
+        heard = len(air.gateway.frames)
+        board.wait_for(lambda b: len(air.gateway.frames) > heard or rnd.random() < 0.02, timeout=30)
+        board.power_cut()  # SIGKILL at a random moment: boot, TX, an RX window, writing /fcnt.dat
+        board.wait_for(lambda b: b.process is not None, timeout=5)
+        time.sleep(rnd.uniform(0.0, 1.0))
+    board.wait_for(lambda b: len(air.ns.uplinks) >= 6, timeout=60)
+    board.stop()
+    fcnts = [doc["uplink_message"]["f_cnt"] for doc in air.ns.uplinks]
+    assert fcnts == sorted(set(fcnts)), fcnts  # strictly increasing across every cut
+    assert air.ns.counts.get("fcnt_replay", 0) == 0 and air.ns.counts.get("bad_mic", 0) == 0
+    assert int((board.flash / "fcnt.dat").read_bytes().split()[0]) > fcnts[-1]
+
+
+def test_a_reset_frame_counter_is_what_ttn_refuses(air):
+    """The check the test above relies on can fail: a board whose /fcnt.dat
+    is lost starts again at 1, and the network server drops its frames."""
+    board = air.board(fcnt=500).start()
+    board.wait_for(lambda b: len(air.ns.uplinks) >= 1, timeout=30)
+    board.stop()
+    (board.flash / "fcnt.dat").unlink()
+    board.start()
+    board.wait_for(lambda b: air.ns.counts.get("fcnt_replay", 0) >= 1, timeout=30)
+    board.stop()
+
+
+def test_command_in_rx1_is_obeyed_once_and_a_replay_refused(air):
+    board = air.board().start()
+    board.wait_for(lambda b: len(air.ns.uplinks) >= 1, timeout=30)
+    command = encode_commands([set_interval(4), read_now()])
+    packet = __import__("mpseal").seal(air.key, DEVICE_ID, 1, command, type=TYPE_COMMAND, version=VERSION_COMPACT)
+    air.push(packet)
+    board.wait_for(lambda b: any(line.startswith("command set-interval") for line in b.lines), timeout=30)
+    assert air.ns.counts.get("downlinks") == 1
+    air.push(packet)  # the same sealed command again (a new LoRaWAN frame around it)
+    board.wait_for(lambda b: air.ns.counts.get("downlinks", 0) == 2, timeout=30)
+    board.wait_for(lambda b: b.stats and b.stats.get("replayed", 0) >= 1, timeout=30)
+    board.stop()
+    assert sum(line.startswith("command set-interval") for line in board.lines) == 1
+    assert json.loads((board.flash / "config.json").read_text())["interval_s"] == 4
