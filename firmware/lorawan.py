@@ -11,16 +11,15 @@
 #   B0  = 49 | 00 00 00 00 | Dir | DevAddr | FCnt (4, LE) | 00 | len(message)
 # Dir is 0 up, 1 down. FCnt is 32 bits; only its low 16 go on air, so the
 # receiver (TTN) must never see it go backwards: transport_lorawan reserves it
-# in flash like the mpseal sequence (seqstore.py).
+# in flash like the mpseal sequence (seqstore.py). Opening downlinks is in
+# lorawan_downlink.py, loaded only when a frame arrives.
 import os
 import struct
 
 from mpseal.aes import ecb_encrypt_block, prepare_key
 from mpseal.cmac import cmac
-from mpseal.hmac import compare_digest
 
 UNCONFIRMED_UP = 0x40  # MType 010, LoRaWAN R1
-_DOWN_TYPES = (0x60, 0xA0)  # unconfirmed / confirmed data down
 
 
 def _block(first, dir, addr, fcnt, last):
@@ -51,36 +50,13 @@ def uplink(session, fcnt, fport, payload):
     return message + mic(nwk, 0, addr, fcnt, message)
 
 
-def downlink(session, frame, last):
-    """Opens a data downlink: (FCnt, FPort or None, FRMPayload, FOpts), or
-    None for anything not for us or not authentic (wrong type or DevAddr,
-    bad MIC, FCnt not above `last`, the highest accepted, -1 for none).
-    The 16 bits on air are widened to 32 from `last`, as a 1.0.x device does."""
-    addr, nwk, app = session
-    if len(frame) < 12 or frame[0] not in _DOWN_TYPES:
-        return None
-    to, fctrl, low = struct.unpack("<IBH", frame[1:8])
-    if to != addr:
-        return None
-    fcnt = (max(last, 0) & ~0xFFFF) | low
-    if fcnt <= last:
-        fcnt += 0x10000
-    if not compare_digest(mic(nwk, 1, addr, fcnt, frame[:-4]), frame[-4:]):
-        return None
-    end = 8 + (fctrl & 0x0F)
-    fopts = frame[8:end]
-    if len(frame) - 4 <= end:
-        return fcnt, None, b"", fopts
-    fport = frame[end]
-    return fcnt, fport, crypt(nwk if fport == 0 else app, 1, addr, fcnt, frame[end + 1 : -4]), fopts
-
-
 def airtime_us(sf, bw, size, preamble=8, cr=1, crc=1):
     """Time on air of a LoRa frame of `size` bytes, explicit header (Semtech
     SX1276 datasheet 4.1.1.7 / AN1200.13): preamble (n + 4.25 symbols) plus
     8 + max(ceil((8PL - 4SF + 28 + 16CRC) / (4(SF - 2DE))) (CR + 4), 0)
-    payload symbols; DE (low data rate optimisation) when a symbol > 16 ms."""
-    symbol = (1 << sf) * 1000000 // bw
+    payload symbols; DE (low data rate optimisation) when a symbol > 16 ms.
+    `bw` in kHz."""
+    symbol = (1 << sf) * 1000 // bw
     de = 1 if symbol > 16000 else 0
     blocks = -(-(8 * size - 4 * sf + 28 + 16 * crc) // (4 * (sf - 2 * de)))
     return (preamble * 4 + 17) * symbol // 4 + (8 + max(blocks, 0) * (cr + 4)) * symbol
@@ -103,18 +79,15 @@ class DutyCycle:
         since = self.diff(now, last[0])
         return since < 0 or since >= last[1]  # < 0: a ticks wrap, i.e. long ago
 
-    def wait_ms(self, band, now):
-        last = self.last[band]
-        return 0 if self.ready(band, now) else last[1] - self.diff(now, last[0])
-
     def used(self, band, now, airtime_ms):
         self.last[band] = (now, airtime_ms * self.bands[band])
 
 
-def pick(channels, duty, now):
+def pick(region, duty, now):
     """A random channel (LoRaWAN requires pseudo-random hopping) among those
-    whose sub-band may transmit now: (frequency, band), or None."""
-    free = [c for c in channels if duty.ready(c[1], now)]
+    whose sub-band may transmit now: its index in region.CHANNELS, or None."""
+    bands = region.CHANNEL_BAND
+    free = [i for i in range(len(bands)) if duty.ready(bands[i], now)]
     if not free:
         return None
     return free[os.urandom(1)[0] % len(free)]

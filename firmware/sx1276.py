@@ -47,7 +47,7 @@ _IRQ_CRC_ERROR = const(0x20)
 _IRQ_TX_DONE = const(0x08)
 _CHIP_VERSION = const(0x12)
 # RegModemConfig1 bandwidth codes (datasheet table): 125 kHz = 7, 250 = 8, 500 = 9
-_BANDWIDTHS = (125000, 250000, 500000)
+_BANDWIDTHS = (125, 250, 500)
 
 
 class RadioError(OSError):
@@ -102,7 +102,7 @@ class SX1276:
 
     def configure(self, frequency, sf, bw, power=14, sync=0x34, preamble=8, cr=1):
         """Channel and modulation for the next transmit()/receive():
-        frequency in Hz, SF 7..12, bandwidth 125/250/500 kHz, coding rate
+        frequency in Hz, SF 7..12, bandwidth `bw` 125/250/500 (kHz), coding rate
         4/(4+cr), TX power 2..20 dBm on PA_BOOST (the RFM95's only PA)."""
         if not 7 <= sf <= 12 or bw not in _BANDWIDTHS or not 2 <= power <= 20:
             raise ValueError("radio: SF 7..12, bandwidth 125/250/500 kHz, power 2..20 dBm")
@@ -113,7 +113,7 @@ class SX1276:
         self.write(_MODEM_CONFIG1, (_BANDWIDTHS.index(bw) + 7) << 4 | cr << 1)  # explicit header
         self.write(_MODEM_CONFIG2, sf << 4 | 0x04)  # CRC on
         # Low data rate optimisation is mandated when a symbol lasts > 16 ms (SF11/SF12 at 125 kHz)
-        self.write(_MODEM_CONFIG3, 0x04 | (0x08 if (1 << sf) * 1000 // (bw // 1000) > 16000 else 0))
+        self.write(_MODEM_CONFIG3, 0x04 | (0x08 if (1 << sf) * 1000 // bw > 16000 else 0))
         self.transfer(_PREAMBLE_MSB, preamble.to_bytes(2, "big"))
         self.write(_SYNC_WORD, sync)
         # PA_BOOST: Pout = 17 - (15 - OutputPower) dBm; 18..20 dBm also need RegPaDac

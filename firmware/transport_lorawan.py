@@ -18,11 +18,11 @@
 #   the device's MAC settings on TTN to match the config (docs/lorawan.md).
 # - No ack per frame (TTN allows ~10 downlinks a day): a frame that went on air
 #   counts as delivered (on_air), so the app does not queue or resend it.
-import binascii
 import time
 from micropython import const
 
 import hw
+import lazy
 import lorawan
 import seqstore
 import sx1276
@@ -32,52 +32,16 @@ _RX_EARLY_MS = const(20)  # open each window a little early: board and gateway c
 _SLICE_MS = const(100)  # waits are sliced to feed the watchdog
 
 
-def _hex(c, key, size):
-    value = c.get(key)
-    try:
-        raw = binascii.unhexlify(value)
-        if len(raw) == size:
-            return raw
-    except (TypeError, ValueError):
-        pass
-    # never the value itself: two of these are session keys
-    raise ValueError("/config.json: key 'lorawan.%s' must be %d hex digits" % (key, 2 * size))
-
-
-def _int(c, key, default, low, high):
-    value = c.get(key, default)
-    if not isinstance(value, int) or not low <= value <= high:
-        raise ValueError("/config.json: key 'lorawan.%s' must be an integer %d..%d, got %r" % (key, low, high, value))
-    return value
-
-
 class Transport:
     name = "lorawan"
     profile = 2  # mpseal v2 compact (docs/protocol.md): the app seals for this link with it
 
     def __init__(self, config):
-        c = config.data.get("lorawan")
-        if not isinstance(c, dict):
-            raise ValueError("/config.json: key 'lorawan' must be an object with dev_addr, nwk_s_key, app_s_key")
-        region = c.get("region", "eu868")
-        if region != "eu868":
-            raise ValueError("/config.json: key 'lorawan.region' must be \"eu868\", got %r" % region)
-        self.region = r = __import__("region_" + region)
-        self.session = (int.from_bytes(_hex(c, "dev_addr", 4), "big"), _hex(c, "nwk_s_key", 16), _hex(c, "app_s_key", 16))
-        self.dr = _int(c, "data_rate", 5, 0, len(r.DATA_RATES) - 1)
-        self.power = _int(c, "tx_power", 14, 2, r.MAX_EIRP_DBM)
-        self.fport = _int(c, "fport", 1, 1, 223)
-        self.rx1_delay = _int(c, "rx1_delay_s", r.RX1_DELAY_S, 1, 15) * 1000
-        self.rx2_dr = _int(c, "rx2_data_rate", r.RX2_DATA_RATE, 0, len(r.DATA_RATES) - 1)
-        sf, bw = r.DATA_RATES[self.dr]
-        if config.power == "interval":
-            off = lorawan.airtime_us(sf, bw, 13 + r.MAX_PAYLOAD[self.dr], r.PREAMBLE) * max(r.BANDS) // 1000000 + 1
-            if config.interval_s < off:
-                raise ValueError("/config.json: key 'interval_s' must be at least %d at lorawan DR%d (1%% duty cycle)" % (off, self.dr))
+        pins = lazy.call("lorawan_config", "load", self, config)  # boot-only: sets region, session, dr, power, fport, rx1_delay, rx2_dr
         self.fcnt = seqstore.SequenceStore("/fcnt.dat")
         self.down = -1  # highest downlink FCnt accepted since boot (mpseal's own replay rules guard commands across reboots)
-        self.duty = lorawan.DutyCycle(r.BANDS, time.ticks_diff)
-        self.radio = sx1276.SX1276(*hw.lora_bus(c.get("nss", 15), c.get("dio0"), c.get("reset")))
+        self.duty = lorawan.DutyCycle(self.region.BANDS, time.ticks_diff)
+        self.radio = sx1276.SX1276(*hw.lora_bus(*pins))
         self.on_air = False
         self.rejected = None
         self.rssi = self.snr = 0
@@ -90,23 +54,24 @@ class Transport:
             self.rejected = "too_big_for_dr"  # never fits this data rate: the app drops it
             return None
         now = time.ticks_ms()
-        channel = lorawan.pick(r.CHANNELS, self.duty, now)
+        channel = lorawan.pick(r, self.duty, now)
         if channel is None:
             return None  # duty cycle: every sub-band must stay silent a while longer
         fcnt = self.fcnt.next()
         if fcnt > 0xFFFFFFFF:
             return None  # LoRaWAN 1.0 has no FCnt after 2^32 - 1: a new DevAddr and keys are needed
         frame = lorawan.uplink(self.session, fcnt, self.fport, packet)
-        sf, bw = r.DATA_RATES[self.dr]
+        sf = r.SPREADING_FACTOR[self.dr]
+        bw = r.BANDWIDTH_KHZ[self.dr]
         airtime = lorawan.airtime_us(sf, bw, len(frame), r.PREAMBLE) // 1000 + 1
         radio = self.radio
         try:
-            radio.configure(channel[0], sf, bw, self.power, r.SYNC_WORD, r.PREAMBLE)
-            self.duty.used(channel[1], now, airtime)  # before TX: a frame that failed may still have radiated
+            radio.configure(r.CHANNELS[channel], sf, bw, self.power, r.SYNC_WORD, r.PREAMBLE)
+            self.duty.used(r.CHANNEL_BAND[channel], now, airtime)  # before TX: a frame that failed may still have radiated
             radio.transmit(frame, 2 * airtime + 100, self.idle)
             self.on_air = True
             done = time.ticks_ms()
-            reply = self.listen(done, self.rx1_delay, channel[0], self.dr)
+            reply = self.listen(done, self.rx1_delay, r.CHANNELS[channel], self.dr)
             if reply is None:
                 reply = self.listen(done, self.rx1_delay + 1000, r.RX2_FREQUENCY, self.rx2_dr)
             radio.sleep()
@@ -123,13 +88,15 @@ class Transport:
                 break
             self.idle()
             time.sleep_ms(min(left, _SLICE_MS))
-        sf, bw = self.region.DATA_RATES[dr]
+        r = self.region
+        sf = r.SPREADING_FACTOR[dr]
+        bw = r.BANDWIDTH_KHZ[dr]
         radio = self.radio
-        radio.configure(frequency, sf, bw, self.power, self.region.SYNC_WORD, self.region.PREAMBLE)
-        frame = radio.receive(_RX_SYMBOLS, _RX_SYMBOLS * (1 << sf) * 1000 // bw + 2 * _RX_EARLY_MS + 50, self.idle)
+        radio.configure(frequency, sf, bw, self.power, r.SYNC_WORD, r.PREAMBLE)
+        frame = radio.receive(_RX_SYMBOLS, _RX_SYMBOLS * (1 << sf) // bw + 2 * _RX_EARLY_MS + 50, self.idle)
         if frame is None:
             return None
-        opened = lorawan.downlink(self.session, frame, self.down)
+        opened = lazy.call("lorawan_downlink", "open_frame", self.session, frame, self.down)  # rare: loaded for this frame only
         if opened is None:
             return None  # not for us, forged, or a replayed FCnt
         self.down = opened[0]

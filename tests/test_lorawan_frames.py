@@ -12,6 +12,7 @@ from lorawan_helpers import board_module, oracle  # noqa: F401 (fixture)
 from mpseal.cmac import cmac
 
 lorawan = board_module("lorawan")
+lorawan_downlink = board_module("lorawan_downlink")
 
 NWK = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
 APP = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
@@ -56,8 +57,8 @@ def test_downlinks_built_by_lora_packet_open_on_the_board_side(oracle):  # noqa:
     for fcnt, last in ((0, -1), (5, 4), (65536, 65535), (65540, 65530), (0x20001, 0x1FFFF)):
         payload = os.urandom(40)
         phy = oracle.encode_down(DEV_ADDR, fcnt, 1, payload, NWK, APP)
-        assert lorawan.downlink(session, phy, last) == (fcnt, 1, payload, b""), (fcnt, last)
-        assert lorawan.downlink(session, phy, fcnt) is None  # the same frame again: replay
+        assert lorawan_downlink.open_frame(session, phy, last) == (fcnt, 1, payload, b""), (fcnt, last)
+        assert lorawan_downlink.open_frame(session, phy, fcnt) is None  # the same frame again: replay
     tampered = bytearray(oracle.encode_down(DEV_ADDR, 9, 1, b"abc", NWK, APP))
     tampered[9] ^= 0x01
-    assert lorawan.downlink(session, bytes(tampered), 8) is None
+    assert lorawan_downlink.open_frame(session, bytes(tampered), 8) is None
