@@ -74,18 +74,3 @@ def modem_uart(id, baudrate):
     if id == 0:
         os.dupterm(None, 1)
     return machine.UART(id, baudrate, timeout=0, rxbuf=512)
-
-
-def lora_bus(nss, dio0=None, reset=None):
-    """(spi, nss, dio0, reset) for an SX1276/RFM95 (transport_lorawan): the
-    hardware SPI(1) on SCK GPIO14 (D5), MOSI GPIO13 (D7), MISO GPIO12 (D6);
-    chip select, DIO0 and reset on the configured GPIOs (None = not wired).
-    The SX1276 samples on the rising edge, clock idle low (SPI mode 0),
-    up to 10 MHz."""
-    spi = machine.SPI(1, baudrate=5000000, polarity=0, phase=0)
-    return (
-        spi,
-        Pin(nss, Pin.OUT, value=1),
-        None if dio0 is None else Pin(dio0, Pin.IN),
-        None if reset is None else Pin(reset, Pin.OUT, value=1),
-    )

@@ -149,12 +149,3 @@ def modem_uart(id, baudrate):
     import hw_unix_uart
 
     return hw_unix_uart.modem_uart(id, baudrate)
-
-
-def lora_bus(nss, dio0=None, reset=None):
-    """(spi, nss, dio0, reset) for the LoRa radio (transport_lorawan): here a
-    simulated SX1276 register file (hw_unix_sx1276.py; no radio on this
-    machine), imported on first use only. The pin numbers are ignored."""
-    import hw_unix_sx1276
-
-    return hw_unix_sx1276.bus()

@@ -5,7 +5,7 @@
 # Interrupts are polled over SPI (RegIrqFlags) unless DIO0 is wired; then the
 # pin is polled instead, which leaves the SPI bus quiet while waiting.
 # It talks only to an SPI object and a chip-select pin from the hardware seam
-# (hw.lora_bus), so the unix port runs it against a simulated register file
+# (hw_lora.bus), so the unix port runs it against a simulated register file
 # (hw_unix_sx1276.py); nothing here knows which it got.
 import time
 from micropython import const

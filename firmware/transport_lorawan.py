@@ -17,11 +17,11 @@
 #   the app like a UDP reply. MAC commands (FOpts, FPort 0) are ignored: set
 #   the device's MAC settings on TTN to match the config (docs/lorawan.md).
 # - No ack per frame (TTN allows ~10 downlinks a day): a frame that went on air
-#   counts as delivered (on_air), so the app does not queue or resend it.
+#   counts as delivered (`sent`), so the app does not queue or resend it.
 import time
 from micropython import const
 
-import hw
+import hw_lora
 import lazy
 import lorawan
 import seqstore
@@ -34,20 +34,20 @@ _SLICE_MS = const(100)  # waits are sliced to feed the watchdog
 
 class Transport:
     name = "lorawan"
-    profile = 2  # mpseal v2 compact (docs/protocol.md): the app seals for this link with it
+    version = 2  # the mpseal profile this link needs: v2 compact (docs/protocol.md); the app seals with it
 
     def __init__(self, config):
         pins = lazy.call("lorawan_config", "load", self, config)  # boot-only: sets region, session, dr, power, fport, rx1_delay, rx2_dr
         self.fcnt = seqstore.SequenceStore("/fcnt.dat")
         self.down = -1  # highest downlink FCnt accepted since boot (mpseal's own replay rules guard commands across reboots)
         self.duty = lorawan.DutyCycle(self.region.BANDS, time.ticks_diff)
-        self.radio = sx1276.SX1276(*hw.lora_bus(*pins))
-        self.on_air = False
+        self.radio = sx1276.SX1276(*hw_lora.bus(*pins))
+        self.sent = False
         self.rejected = None
         self.rssi = self.snr = 0
 
     def send(self, packet):
-        self.on_air = False
+        self.sent = False
         self.rejected = None
         r = self.region
         if len(packet) > r.MAX_PAYLOAD[self.dr]:
@@ -69,7 +69,7 @@ class Transport:
             radio.configure(r.CHANNELS[channel], sf, bw, self.power, r.SYNC_WORD, r.PREAMBLE)
             self.duty.used(r.CHANNEL_BAND[channel], now, airtime)  # before TX: a frame that failed may still have radiated
             radio.transmit(frame, 2 * airtime + 100, self.idle)
-            self.on_air = True
+            self.sent = True
             done = time.ticks_ms()
             reply = self.listen(done, self.rx1_delay, r.CHANNELS[channel], self.dr)
             if reply is None:

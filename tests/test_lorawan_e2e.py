@@ -173,3 +173,65 @@ def test_command_in_rx1_is_obeyed_once_and_a_replay_refused(air):
     board.stop()
     assert sum(line.startswith("command set-interval") for line in board.lines) == 1
     assert json.loads((board.flash / "config.json").read_text())["interval_s"] == 4
+
+
+class TtnProcess:
+    """`mpseal ttn --mqtt ...` as an operator runs it, on the receiver's database."""
+
+    def __init__(self, db, broker, workdir, *extra):
+        import subprocess
+
+        self.log_path = workdir / "ttn.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [os.path.join(os.path.dirname(__import__("sys").executable), "mpseal"), "ttn", "--db", str(db), "--mqtt", "127.0.0.1:%d" % broker.port, "--application", APP] + list(extra),
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+
+    def lines(self):
+        return self.log_path.read_text().splitlines()
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
+def test_readings_reach_mpseal_ttn_once_and_a_queued_command_comes_back_in_rx1(air, mosquitto, tmp_path):  # noqa: F811
+    from mpseal_tools.receiver_proc import ReceiverProcess
+    from conftest import wait_until
+
+    receiver = ReceiverProcess(tmp_path / "rx")
+    receiver.add_device("lora", air.key, DEVICE_ID)
+    receiver.start()
+    ttn = TtnProcess(receiver.db, mosquitto, tmp_path, "--device", "%s=lora" % TTN_DEVICE, "--plain-ack-every", "100000")
+    try:
+        wait_until(lambda: any("subscribed to" in line for line in ttn.lines()), timeout=30, what="mpseal ttn subscribed")
+        receiver.cli("command", "lora", "set-interval", "4")
+        board = air.board().start()
+        board.wait_for(lambda b: any(line.startswith("command set-interval") for line in b.lines), timeout=60)
+        wait_until(lambda: len(receiver.readings("lora")) >= 3, timeout=60, what="3 readings stored")
+        board.stop()
+        assert json.loads((board.flash / "config.json").read_text())["interval_s"] == 4
+        # the first stored reading's ack carried the command: sent at once, in RX1 of the next uplink
+        assert air.ns.counts.get("downlinks") == 1
+        rows = receiver.readings("lora")
+        assert all(r["transport"] == "lorawan" for r in rows)
+        seqs = [r["seq"] for r in rows]
+        assert seqs == sorted(set(seqs))
+        # the same reading again, via Wi-Fi (UDP) and replayed on MQTT: stored once
+        import socket
+
+        frm = base64.b64decode(air.ns.uplinks[0]["uplink_message"]["frm_payload"])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(5)
+            s.sendto(frm, ("127.0.0.1", receiver.udp_port))
+            s.recv(512)  # the ack of a duplicate
+        air.mqtt.publish("v3/%s@ttn/devices/%s/up" % (APP, TTN_DEVICE), json.dumps(air.ns.uplinks[0])).wait_for_publish(5)
+        wait_until(lambda: sum("duplicate" in line for line in ttn.lines()) >= 1, timeout=20, what="mpseal ttn saw the replay")
+        assert not [line for line in ttn.lines() if "duplicate" in line and "ack queued" in line]  # no downlink spent on it
+        assert [r["seq"] for r in receiver.readings("lora")].count(seqs[0]) == 1
+        assert any("rssi -57 snr 9.5" in line for line in ttn.lines())
+    finally:
+        ttn.close()
+        receiver.stop()

@@ -5,7 +5,7 @@
 import binascii
 import struct
 
-import hw
+import hw_lora
 import lorawan
 import lorawan_downlink
 import region_eu868
@@ -68,7 +68,7 @@ assert lorawan.pick(r, d, 2000 + 9800) is not None
 print("ok duty cycle per sub-band")
 
 # the driver against the simulated register file
-spi, nss, dio0, reset = hw.lora_bus(15)
+spi, nss, dio0, reset = hw_lora.bus(15)
 chip = spi.chip
 radio = sx1276.SX1276(spi, nss, None, reset)
 assert chip.regs[0x01] == 0x81, hex(chip.regs[0x01])  # LoRa mode (set while asleep), standby
