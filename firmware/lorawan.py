@@ -10,8 +10,8 @@
 #   A_i = 01 | 00 00 00 00 | Dir | DevAddr | FCnt (4, LE) | 00 | i
 #   B0  = 49 | 00 00 00 00 | Dir | DevAddr | FCnt (4, LE) | 00 | len(message)
 # Dir is 0 up, 1 down. FCnt is 32 bits; only its low 16 go on air, so the
-# receiver (TTN) must never see it go backwards: transport_lorawan reserves it
-# in flash like the mpseal sequence (seqstore.py). Opening downlinks is in
+# receiver (TTN) must never see it go backwards: transport_lorawan uses the
+# mpseal sequence number, which never does (seqstore.py). Opening downlinks is in
 # lorawan_downlink.py, loaded only when a frame arrives.
 import os
 import struct

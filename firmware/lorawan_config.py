@@ -6,8 +6,6 @@
 #               "rx1_delay_s": 1, "rx2_data_rate": 3, "nss": 15, "dio0": null, "reset": null}
 import binascii
 
-import lorawan
-
 
 def _hex(c, key, size):
     try:
@@ -41,11 +39,4 @@ def load(t, config):
     t.fport = _int(c, "fport", 1, 1, 223)
     t.rx1_delay = _int(c, "rx1_delay_s", r.RX1_DELAY_S, 1, 15) * 1000
     t.rx2_dr = _int(c, "rx2_data_rate", r.RX2_DATA_RATE, 0, len(r.SPREADING_FACTOR) - 1)
-    if config.power == "interval":
-        # Deep sleep forgets the duty-cycle accounting, so each wake must come
-        # after the off-time of the largest frame this DR allows.
-        airtime = lorawan.airtime_us(r.SPREADING_FACTOR[dr], r.BANDWIDTH_KHZ[dr], 13 + r.MAX_PAYLOAD[dr], r.PREAMBLE)
-        off = airtime * max(r.BANDS) // 1000000 + 1
-        if config.interval_s < off:
-            raise ValueError("/config.json: key 'interval_s' must be at least %d at lorawan DR%d (1%% duty cycle)" % (off, dr))
     return c.get("nss", 15), c.get("dio0"), c.get("reset")

@@ -4,13 +4,20 @@
 # one unconfirmed uplink; TTN decrypts FRMPayload with the AppSKey it holds
 # and finds our sealed packet, which it can neither read nor forge.
 #
-# - FCnt: the 32-bit uplink counter is reserved in /fcnt.dat exactly as the
-#   mpseal sequence is (seqstore.py: never reused across power cuts, one flash
-#   write per 64 frames), and reserved BEFORE the frame goes out.
+# - FCnt: the 32-bit uplink counter IS the packet's mpseal sequence number
+#   (header bytes 7..10, cleartext). The app never sends an older reading
+#   after a newer one (docs/firmware.md), the sequence is reserved in flash
+#   (seqstore.py: never reused across power cuts, one write per 64 readings,
+#   exact over deep sleep through RTC memory), and a frame that went on air is
+#   never sent again (no per-frame ack): so FCnt only grows, at no extra flash
+#   write. The one repeat: a frame whose TxDone never came is queued and sent
+#   again with the same bytes and FCnt; same plaintext, same keystream, so
+#   nothing leaks, and if the first did go out TTN drops the second.
 # - Duty cycle: each sub-band may be on air 1 % of the time (lorawan.DutyCycle);
 #   when every usable band is still silent, send() returns None and the app
-#   queues the packet for a later cycle. Interval mode needs interval_s above
-#   the off-time (checked here), as RAM accounting does not survive deep sleep.
+#   queues the packet for a later cycle. RAM accounting does not survive a
+#   deep sleep, so in interval mode a frame is sent only if interval_s alone
+#   is a long enough off-time for it.
 # - Class A: after each uplink the radio listens once in RX1 (same channel,
 #   same DR), then, if nothing came, in RX2 (869.525 MHz, DR3 on TTN). A
 #   verified downlink's FRMPayload is a sealed mpseal ack/command, returned to
@@ -24,7 +31,6 @@ from micropython import const
 import hw_lora
 import lazy
 import lorawan
-import seqstore
 import sx1276
 
 _RX_SYMBOLS = const(8)  # preamble symbols a window waits for (RegSymbTimeout)
@@ -38,7 +44,7 @@ class Transport:
 
     def __init__(self, config):
         pins = lazy.call("lorawan_config", "load", self, config)  # boot-only: sets region, session, dr, power, fport, rx1_delay, rx2_dr
-        self.fcnt = seqstore.SequenceStore("/fcnt.dat")
+        self.gap = config.interval_s * 1000 if config.power == "interval" else 0  # ms between wakes
         self.down = -1  # highest downlink FCnt accepted since boot (mpseal's own replay rules guard commands across reboots)
         self.duty = lorawan.DutyCycle(self.region.BANDS, time.ticks_diff)
         self.radio = sx1276.SX1276(*hw_lora.bus(*pins))
@@ -57,17 +63,18 @@ class Transport:
         channel = lorawan.pick(r, self.duty, now)
         if channel is None:
             return None  # duty cycle: every sub-band must stay silent a while longer
-        fcnt = self.fcnt.next()
-        if fcnt > 0xFFFFFFFF:
-            return None  # LoRaWAN 1.0 has no FCnt after 2^32 - 1: a new DevAddr and keys are needed
-        frame = lorawan.uplink(self.session, fcnt, self.fport, packet)
+        frame = lorawan.uplink(self.session, int.from_bytes(packet[7:11], "big"), self.fport, packet)
         sf = r.SPREADING_FACTOR[self.dr]
         bw = r.BANDWIDTH_KHZ[self.dr]
         airtime = lorawan.airtime_us(sf, bw, len(frame), r.PREAMBLE) // 1000 + 1
+        band = r.CHANNEL_BAND[channel]
+        if self.gap and airtime * r.BANDS[band] > self.gap:
+            self.rejected = "duty_cycle"  # this frame's off-time is longer than the sleep: never legal here
+            return None
         radio = self.radio
         try:
             radio.configure(r.CHANNELS[channel], sf, bw, self.power, r.SYNC_WORD, r.PREAMBLE)
-            self.duty.used(r.CHANNEL_BAND[channel], now, airtime)  # before TX: a frame that failed may still have radiated
+            self.duty.used(band, now, airtime)  # before TX: a frame that failed may still have radiated
             radio.transmit(frame, 2 * airtime + 100, self.idle)
             self.sent = True
             done = time.ticks_ms()

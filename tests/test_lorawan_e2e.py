@@ -59,7 +59,7 @@ class Air:
         assert ready.wait(10), "no SUBACK from mosquitto"
         self.boards = []
 
-    def board(self, fcnt=None, **changes):
+    def board(self, seq=None, **changes):
         config = {
             "device_id": DEVICE_ID,
             "key": self.key.hex(),
@@ -73,8 +73,8 @@ class Air:
         config.update(changes)
         flash = self.tmp / ("flash%d" % len(self.boards))
         board_sim.install(flash, config)
-        if fcnt is not None:  # a board that has sent for a while: its reservation in /fcnt.dat
-            (flash / "fcnt.dat").write_bytes(b"%d %d\n" % (fcnt, fcnt))
+        if seq is not None:  # a board that has sent for a while: its reservation in /seq.dat (= the FCnt)
+            (flash / "seq.dat").write_bytes(b"%d %d\n" % (seq, seq))
         board = board_sim.Board(flash, heapsize=HEAP, log_path=self.tmp / ("board%d.log" % len(self.boards)))
         self.boards.append(board)
         return board
@@ -105,7 +105,7 @@ def numbers(board, word):
 
 
 def test_readings_cross_65535_frames_and_agree_with_lora_packet(air, oracle):  # noqa: F811
-    board = air.board(fcnt=65534).start()
+    board = air.board(seq=65534).start()
     board.wait_for(lambda b: len(air.up) >= 3, timeout=60)
     board.stop()
     fcnts = [doc["uplink_message"]["f_cnt"] for doc in air.up]
@@ -123,7 +123,7 @@ def test_readings_cross_65535_frames_and_agree_with_lora_packet(air, oracle):  #
         # what TTN sees is our sealed compact packet, which only the mpseal key opens
         assert frm[0] == VERSION_COMPACT and len(frm) <= 51
         header, payload = unseal(frm, air.key)
-        assert header.device_id == DEVICE_ID
+        assert header.device_id == DEVICE_ID and header.seq == up["f_cnt"]  # the FCnt is the mpseal sequence number
         assert "temperature" in decode_values(payload)
         seqs.append(header.seq)
     assert seqs == sorted(set(seqs))
@@ -144,16 +144,16 @@ def test_power_cuts_never_reuse_a_frame_counter(air):
     fcnts = [doc["uplink_message"]["f_cnt"] for doc in air.ns.uplinks]
     assert fcnts == sorted(set(fcnts)), fcnts  # strictly increasing across every cut
     assert air.ns.counts.get("fcnt_replay", 0) == 0 and air.ns.counts.get("bad_mic", 0) == 0
-    assert int((board.flash / "fcnt.dat").read_bytes().split()[0]) > fcnts[-1]
+    assert int((board.flash / "seq.dat").read_bytes().split()[0]) > fcnts[-1]
 
 
 def test_a_reset_frame_counter_is_what_ttn_refuses(air):
-    """The check the test above relies on can fail: a board whose /fcnt.dat
+    """The check the test above relies on can fail: a board whose /seq.dat
     is lost starts again at 1, and the network server drops its frames."""
-    board = air.board(fcnt=500).start()
+    board = air.board(seq=500).start()
     board.wait_for(lambda b: len(air.ns.uplinks) >= 1, timeout=30)
     board.stop()
-    (board.flash / "fcnt.dat").unlink()
+    (board.flash / "seq.dat").unlink()
     board.start()
     board.wait_for(lambda b: air.ns.counts.get("fcnt_replay", 0) >= 1, timeout=30)
     board.stop()
