@@ -17,7 +17,7 @@ from lorawan_helpers import mosquitto, oracle  # noqa: F401 (fixtures)
 from mpseal import TYPE_COMMAND, VERSION_COMPACT, unseal
 from mpseal.control import encode_commands, read_now, set_interval
 from mpseal.payload import decode_values
-from mpseal_tools import board_sim
+from mpseal_tools.sim import unix_board
 from mpseal_tools.sim.lorawan_ns import GatewaySim, NetworkServerSim
 
 pytestmark = pytest.mark.slow
@@ -72,10 +72,10 @@ class Air:
         }
         config.update(changes)
         flash = self.tmp / ("flash%d" % len(self.boards))
-        board_sim.install(flash, config)
+        unix_board.install(flash, config)
         if seq is not None:  # a board that has sent for a while: its reservation in /seq.dat (= the FCnt)
             (flash / "seq.dat").write_bytes(b"%d %d\n" % (seq, seq))
-        board = board_sim.Board(flash, heapsize=HEAP, log_path=self.tmp / ("board%d.log" % len(self.boards)))
+        board = unix_board.Board(flash, heapsize=HEAP, log_path=self.tmp / ("board%d.log" % len(self.boards)))
         self.boards.append(board)
         return board
 

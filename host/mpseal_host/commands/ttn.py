@@ -3,9 +3,9 @@ or webhook into the receiver's database. See docs/lorawan.md."""
 import logging
 import os
 
+from mpseal_host.commands.options import add_db_option, open_db
 from mpseal_host.errors import UserError
 
-DEFAULT_DB = "./mpseal.sqlite"
 SECRET_ENV = "MPSEAL_TTN_WEBHOOK_SECRET"
 API_KEY_ENV = "MPSEAL_TTN_API_KEY"
 
@@ -27,13 +27,12 @@ def _device_map(storage, pairs):
 
 def cmd_ttn(args):
     from mpseal_host import ttn, ttn_service
-    from mpseal_host.commands.receiver import open_storage
     from mpseal_host.ingest import Ingestor
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if not args.mqtt and not args.webhook:
         raise UserError("give --mqtt HOST:PORT (TTN's MQTT integration) or --webhook PORT (TTN's webhook integration)")
-    storage = open_storage(args)
+    storage = open_db(args, must_exist=True)
     core = ttn.TtnIngest(Ingestor(storage), _device_map(storage, args.device), ttn.AckSchedule(args.plain_ack_every))
 
     def show(result):
@@ -80,7 +79,7 @@ def cmd_ttn(args):
 
 def register(subparsers):
     p = subparsers.add_parser("ttn", help="ingest uplinks from The Things Network (MQTT or webhook); acks go back as downlinks")
-    p.add_argument("--db", default=DEFAULT_DB, help="SQLite database (default %s)" % DEFAULT_DB)
+    add_db_option(p)
     p.add_argument("--mqtt", metavar="HOST:PORT", help="TTN MQTT server, e.g. eu1.cloud.thethings.network:8883 (API key in $%s)" % API_KEY_ENV)
     p.add_argument("--tls", action="store_true", help="MQTT over TLS (port 8883 on TTN)")
     p.add_argument("--application", help="TTN application id")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import mpseal
 from mpseal.values import encode_values
-from mpseal_tools import board_sim
+from mpseal_tools.sim import unix_board
 
 REPO = Path(__file__).resolve().parents[2]
 READING = {"temperature": 21.37, "humidity": 45.2, "battery": 3.712}
@@ -60,10 +60,10 @@ def run_lora_board(heap, readings=3):
             "interval_s": 0,
             "max_readings": readings,
         }
-        board_sim.install(flash, config)
+        unix_board.install(flash, config)
         failed = threading.Event()
         env = os.environ.pop("MPSEAL_LORA_AIR", None)  # no gateway: frames go nowhere, both RX windows time out
-        board = board_sim.Board(flash, heapsize=heap, on_line=lambda line: line.startswith("Traceback") and failed.set()).start()
+        board = unix_board.Board(flash, heapsize=heap, on_line=lambda line: line.startswith("Traceback") and failed.set()).start()
         deadline = time.monotonic() + 60
         try:
             while board.running() and not failed.is_set() and time.monotonic() < deadline:
@@ -107,7 +107,7 @@ print(seq.flash_writes)
 def flash_section():
     with tempfile.TemporaryDirectory() as tmp:
         code = FLASH_SCRIPT % (tmp, str(REPO / "firmware"), FRAMES)
-        out = subprocess.run([board_sim.micropython_path(), "-c", code], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([unix_board.micropython_path(), "-c", code], capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             print("flash writes: failed: %s" % out.stderr.strip()[-200:])
             return
