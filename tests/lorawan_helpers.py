@@ -67,13 +67,13 @@ class Mosquitto:
     """A real mosquitto broker on an ephemeral loopback port, its own config
     and no persistence, stopped by close()."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, port=None):
         import socket
 
         from mpseal_tools.receiver_proc import free_port
 
         os.makedirs(folder, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.config = os.path.join(folder, "mosquitto.conf")
         with open(self.config, "w") as f:
             f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file %s\n" % (self.port, os.path.join(folder, "mosquitto.log")))

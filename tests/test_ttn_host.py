@@ -164,3 +164,63 @@ def test_webhook_checks_the_secret_and_pushes_acks_to_the_downlink_url(storage):
 def test_secret_compare_refuses_empty_secrets():
     assert not ttn.secret_ok("", "") and not ttn.secret_ok(None, "x") and not ttn.secret_ok("x", None)
     assert ttn.secret_ok("x", "x") and not ttn.secret_ok("x", "y")
+
+
+def test_mqtt_bridge_backfills_from_the_storage_integration_after_a_reconnect(storage, tmp_path):
+    """A real mosquitto, stopped and started again: what TTN received while
+    we were away comes from a Storage Integration stand-in (HTTP, TTS's
+    newline-delimited {"result": uplink} format), stored once."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    import paho.mqtt.client as mqtt
+
+    from conftest import wait_until
+    from lorawan_helpers import Mosquitto
+    from mpseal_host.ttn_service import MqttBridge
+
+    docs = []
+    for seq in (1, 2, 3):
+        doc = uplink_doc(reading(seq), f_cnt=seq)
+        doc["uplink_message"]["received_at"] = "2026-12-01T08:00:0%d.25Z" % seq
+        docs.append(doc)
+    asked = []
+
+    class StorageApi(BaseHTTPRequestHandler):
+        def do_GET(self):
+            query = parse_qs(urlparse(self.path).query)
+            asked.append((urlparse(self.path).path, self.headers.get("Authorization"), query["after"][0]))
+            body = "".join(json.dumps({"result": d}) + "\n" for d in docs if d["uplink_message"]["received_at"] > query["after"][0])
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    api = ThreadingHTTPServer(("127.0.0.1", 0), StorageApi)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    broker = Mosquitto(str(tmp_path / "mq"))
+    core = ttn.TtnIngest(Ingestor(storage))
+    bridge = MqttBridge(core, "127.0.0.1", broker.port, "app", backfill=("http://127.0.0.1:%d" % api.server_port, "NNSXS.KEY"))
+    try:
+        bridge.start()
+        assert bridge.connected.wait(10)
+        publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        publisher.connect("127.0.0.1", broker.port)
+        publisher.loop_start()
+        publisher.publish(ttn.up_topic("app", device="mpseal-12"), json.dumps(docs[0])).wait_for_publish(5)
+        wait_until(lambda: len(storage.readings("lora")) == 1, what="the live uplink stored")
+        publisher.loop_stop()
+        broker.close()  # TTN now publishes seq 2 and 3 to nobody (QoS 0)
+        wait_until(lambda: not bridge.connected.is_set(), what="the bridge noticed the broker went away")
+        broker = Mosquitto(str(tmp_path / "mq"), port=broker.port)
+        wait_until(lambda: bridge.connected.is_set(), timeout=30, what="the bridge reconnected")
+        assert [r["seq"] for r in storage.readings("lora")] == [1, 2, 3]
+        assert asked == [("/api/v3/as/applications/app/packages/storage/uplink_message", "Bearer NNSXS.KEY", "2026-12-01T08:00:01.25Z")]
+        assert bridge.backfilled == 2 and core.radio[DEVICE_ID][2] == 3
+    finally:
+        bridge.stop()
+        broker.close()
+        api.shutdown()

@@ -4,8 +4,11 @@ MQTT messages are handled in paho's network thread, one at a time.
 
 MQTT: subscribe `v3/{app}@{tenant}/devices/+/up` (QoS 0, as TTN offers it),
 publish acks to `.../devices/{device}/down/push`. TTN drops uplinks sent
-while we are disconnected; paho reconnects by itself (back-off 1..60 s).
-Back-filling the gap from TTN's Storage Integration API is not done yet.
+while we are disconnected; paho reconnects by itself (back-off 1..60 s), and
+after every reconnect the gap is back-filled from TTN's Storage Integration
+(`GET /api/v3/as/applications/{app}/packages/storage/uplink_message?after=`,
+one `{"result": uplink}` JSON object per line) when it is enabled: what was
+already stored comes back as a duplicate and is stored once.
 
 Webhook: `POST /ttn/up` with the uplink JSON; the secret header configured on
 the TTN webhook must match (constant-time). TTS adds `X-Downlink-Push` and
@@ -16,6 +19,8 @@ import json
 import logging
 import threading
 import time
+import urllib.parse
+import urllib.request
 
 from mpseal_host import ttn
 
@@ -25,6 +30,47 @@ RECONNECT_MAX_S = 60
 SECRET_HEADER = "X-Mpseal-Secret"
 WEBHOOK_PATH = "/ttn/up"
 DOWNLINK_TIMEOUT_S = 10
+BACKFILL_TIMEOUT_S = 30
+BACKFILL_LIMIT = 1000  # uplinks fetched per reconnect; TTN keeps them for days, we want the gap
+
+
+def _instant(text):
+    """An RFC 3339 time as TTN writes it ("2026-12-01T08:00:00.123456789Z") as
+    a datetime, or None. (As strings they do not sort: fractions vary in length.)"""
+    from datetime import datetime
+
+    if not isinstance(text, str) or not text.endswith("Z"):
+        return None
+    main, _, fraction = text[:-1].partition(".")
+    try:
+        return datetime.fromisoformat(main + "." + (fraction + "000000")[:6] + "+00:00")
+    except ValueError:
+        return None
+
+
+class BackfillError(OSError):
+    pass
+
+
+def storage_uplinks(api_url, application, api_key, after, limit=BACKFILL_LIMIT, timeout=BACKFILL_TIMEOUT_S):
+    """Uplink documents TTN's Storage Integration holds for `application`,
+    received after the RFC 3339 time `after`, oldest first."""
+    query = urllib.parse.urlencode({"after": after, "order": "received_at", "limit": limit})
+    url = "%s/api/v3/as/applications/%s/packages/storage/uplink_message?%s" % (api_url.rstrip("/"), urllib.parse.quote(application), query)
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer " + api_key, "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            body = reply.read()
+    except OSError as exc:  # URLError, HTTPError and timeouts are all OSErrors
+        raise BackfillError("storage integration at %s: %s" % (api_url, exc))
+    docs = []
+    for line in body.splitlines():
+        if line.strip():
+            try:
+                docs.append(json.loads(line)["result"])
+            except (ValueError, KeyError, TypeError):
+                raise BackfillError("storage integration at %s: a line is not {\"result\": ...}" % api_url)
+    return docs
 
 
 def describe(result):
@@ -38,10 +84,14 @@ def describe(result):
 
 
 class MqttBridge:
-    def __init__(self, core, host, port, application, tenant=ttn.DEFAULT_TENANT, username=None, password=None, tls=False, on_result=None):
+    def __init__(self, core, host, port, application, tenant=ttn.DEFAULT_TENANT, username=None, password=None, tls=False, on_result=None, backfill=None):
+        """`backfill`: (Storage Integration API URL, API key), or None."""
         import paho.mqtt.client as mqtt
 
         self.core = core
+        self.backfill = backfill
+        self.last_received_at = None  # of the newest uplink handled: where a back-fill starts
+        self.backfilled = 0
         self.application = application
         self.tenant = tenant
         self.on_result = on_result
@@ -63,15 +113,31 @@ class MqttBridge:
             log.error("MQTT broker refused us: %s (check the username and API key)", reason)
             return
         client.subscribe(ttn.up_topic(self.application, self.tenant), qos=0)
+        if self.backfill and self.last_received_at:
+            # Subscribed first, so nothing falls between the fetch and live traffic.
+            try:
+                docs = storage_uplinks(self.backfill[0], self.application, self.backfill[1], self.last_received_at)
+            except BackfillError as exc:
+                log.warning("ttn: no back-fill after reconnecting: %s", exc)
+                docs = []
+            for doc in docs:
+                self._handle(client, doc, "storage integration")
+                self.backfilled += 1
         self.connected.set()
 
     def _on_message(self, client, userdata, message):
+        self._handle(client, message.payload, message.topic)
+
+    def _handle(self, client, raw, source):
         try:
-            result = self.core.handle(message.payload, time.time())
+            result = self.core.handle(raw, time.time())
         except Exception:  # a bug must not stop the bridge: the next uplink may be fine
-            log.exception("ttn: uplink on %s failed", message.topic)
+            log.exception("ttn: uplink from %s failed", source)
             return
         outcome, uplink, down = result
+        at = _instant(uplink.received_at) if uplink is not None else None
+        if at is not None and (self.last_received_at is None or at > _instant(self.last_received_at)):
+            self.last_received_at = uplink.received_at
         if down is not None:
             doc = ttn.down_push(down)
             client.publish(ttn.down_push_topic(self.application, self.tenant, uplink.device_id), json.dumps(doc), qos=0)

@@ -45,7 +45,12 @@ def cmd_ttn(args):
         if not args.application:
             raise UserError("--mqtt needs --application (the TTN application id)")
         username = "%s@%s" % (args.application, args.tenant) if os.environ.get(API_KEY_ENV) else None
-        bridge = ttn_service.MqttBridge(core, host, int(port), args.application, args.tenant, username, os.environ.get(API_KEY_ENV), args.tls, show)
+        backfill = None
+        if args.storage_api:
+            if not os.environ.get(API_KEY_ENV):
+                raise UserError("--storage-api needs the API key in $%s" % API_KEY_ENV)
+            backfill = (args.storage_api, os.environ[API_KEY_ENV])
+        bridge = ttn_service.MqttBridge(core, host, int(port), args.application, args.tenant, username, os.environ.get(API_KEY_ENV), args.tls, show, backfill)
         bridge.start()
         if not bridge.connected.wait(30):
             bridge.stop()
@@ -83,6 +88,7 @@ def register(subparsers):
     p.add_argument("--mqtt", metavar="HOST:PORT", help="TTN MQTT server, e.g. eu1.cloud.thethings.network:8883 (API key in $%s)" % API_KEY_ENV)
     p.add_argument("--tls", action="store_true", help="MQTT over TLS (port 8883 on TTN)")
     p.add_argument("--application", help="TTN application id")
+    p.add_argument("--storage-api", metavar="URL", help="after each MQTT reconnect, fetch the uplinks missed from TTN's Storage Integration here, e.g. https://eu1.cloud.thethings.network")
     p.add_argument("--tenant", default="ttn", help="TTS tenant (default ttn, The Things Network)")
     p.add_argument("--webhook", type=int, metavar="PORT", help="serve TTN's webhook integration on this port (secret in $%s)" % SECRET_ENV)
     p.add_argument("--bind", default="127.0.0.1", help="webhook address (default 127.0.0.1; put a TLS proxy in front)")
