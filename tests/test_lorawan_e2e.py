@@ -236,3 +236,16 @@ def test_readings_reach_mpseal_ttn_once_and_a_queued_command_comes_back_in_rx1(a
     finally:
         ttn.close()
         receiver.stop()
+
+
+def test_deep_sleep_wakes_count_on_without_gaps_or_flash_writes(air):
+    """Interval mode: the FCnt (= mpseal sequence number) comes back exact
+    from RTC memory after each deep sleep, so it grows by one per wake and
+    /seq.dat is written once per 64 readings, not once per wake."""
+    board = air.board(power="interval", interval_s=10).start()  # DR5: a 48-byte frame needs 9.75 s off
+    board.wait_for(lambda b: len(air.ns.uplinks) >= 3, timeout=90)
+    board.stop()
+    fcnts = [doc["uplink_message"]["f_cnt"] for doc in air.ns.uplinks]
+    assert fcnts[:3] == [fcnts[0], fcnts[0] + 1, fcnts[0] + 2], fcnts
+    assert board.restarts >= 2  # each reading in its own wake
+    assert (board.flash / "seq.dat").read_bytes() == b"65 65\n"  # one reservation, written once
