@@ -224,3 +224,19 @@ def test_mqtt_bridge_backfills_from_the_storage_integration_after_a_reconnect(st
         bridge.stop()
         broker.close()
         api.shutdown()
+
+
+def test_a_flood_of_bad_documents_prints_a_summary_not_a_line_each(storage):
+    from mpseal_host.ttn_service import ResultPrinter
+
+    now = [0.0]
+    lines = []
+    printer = ResultPrinter(limit=5, clock=lambda: now[0], out=lambda text, flush=False: lines.append(text))
+    core = ttn.TtnIngest(Ingestor(storage))
+    for _ in range(1000):
+        printer(core.handle(b"{junk", now[0]))
+    now[0] = 1.5
+    printer(core.handle(b"{junk", now[0]))
+    assert len(lines) == 7 and lines[5] == "ttn: 995 more uplinks not shown in the last second"
+    assert lines[0] == "ttn ?: refused, ttn_bad_json: not JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"
+    assert core.counts == {ttn.BAD_JSON: 1001}

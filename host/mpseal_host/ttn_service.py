@@ -83,6 +83,30 @@ def describe(result):
     return line + (", ack queued for RX1" if down else "")
 
 
+class ResultPrinter:
+    """One console line per uplink (describe()), until a flood: then one
+    summary line per second. Refusals are counted in TtnIngest.counts anyway."""
+
+    def __init__(self, limit=20, clock=time.monotonic, out=print):
+        self.limit = limit
+        self.clock = clock
+        self.out = out
+        self.window_start = clock()
+        self.lines = self.suppressed = 0
+
+    def __call__(self, result):
+        now = self.clock()
+        if now - self.window_start >= 1.0:
+            if self.suppressed:
+                self.out("ttn: %d more uplinks not shown in the last second" % self.suppressed, flush=True)
+            self.window_start, self.lines, self.suppressed = now, 0, 0
+        if self.lines >= self.limit:
+            self.suppressed += 1
+            return
+        self.lines += 1
+        self.out(describe(result), flush=True)
+
+
 class MqttBridge:
     def __init__(self, core, host, port, application, tenant=ttn.DEFAULT_TENANT, username=None, password=None, tls=False, on_result=None, backfill=None):
         """`backfill`: (Storage Integration API URL, API key), or None."""

@@ -35,9 +35,7 @@ def cmd_ttn(args):
     storage = open_db(args, must_exist=True)
     core = ttn.TtnIngest(Ingestor(storage), _device_map(storage, args.device), ttn.AckSchedule(args.plain_ack_every))
 
-    def show(result):
-        print(ttn_service.describe(result), flush=True)
-
+    show = ttn_service.ResultPrinter()
     if args.mqtt:
         host, _, port = args.mqtt.rpartition(":")
         if not host or not port.isdigit():
