@@ -13,9 +13,9 @@ from pathlib import Path
 
 import mpseal
 from mpseal.values import encode_values
+from mpseal_tools.paths import FIRMWARE_DIR
 from mpseal_tools.sim import unix_board
 
-REPO = Path(__file__).resolve().parents[2]
 READING = {"temperature": 21.37, "humidity": 45.2, "battery": 3.712}
 LORAWAN_OVERHEAD = 13  # MHDR 1 + FHDR 7 (no FOpts) + FPort 1 + MIC 4
 HEAPS = ("48k", "56k", "60k", "64k", "68k", "72k")
@@ -24,7 +24,7 @@ TTN_FAIR_USE_AIRTIME_S = 30  # TTN's fair use policy: 30 s of uplink airtime per
 
 
 def region():
-    sys.path.insert(0, str(REPO / "firmware"))
+    sys.path.insert(0, FIRMWARE_DIR)  # lorawan.py and region_eu868.py import on CPython too
     try:
         import lorawan
         import region_eu868
@@ -106,7 +106,7 @@ print(seq.flash_writes)
 
 def flash_section():
     with tempfile.TemporaryDirectory() as tmp:
-        code = FLASH_SCRIPT % (tmp, str(REPO / "firmware"), FRAMES)
+        code = FLASH_SCRIPT % (tmp, FIRMWARE_DIR, FRAMES)
         out = subprocess.run([unix_board.micropython_path(), "-c", code], capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             print("flash writes: failed: %s" % out.stderr.strip()[-200:])
