@@ -32,7 +32,7 @@ def cmd_ttn(args):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if not args.mqtt and not args.webhook:
         raise UserError("give --mqtt HOST:PORT (TTN's MQTT integration) or --webhook PORT (TTN's webhook integration)")
-    storage = open_db(args, must_exist=True)
+    storage = open_db(args)  # must exist: the receiver's database, with the devices registered
     core = ttn.TtnIngest(Ingestor(storage), _device_map(storage, args.device), ttn.AckSchedule(args.plain_ack_every))
 
     show = ttn_service.ResultPrinter()
