@@ -203,7 +203,7 @@ def test_mqtt_bridge_backfills_from_the_storage_integration_after_a_reconnect(st
     threading.Thread(target=api.serve_forever, daemon=True).start()
     broker = Mosquitto(str(tmp_path / "mq"))
     core = ttn.TtnIngest(Ingestor(storage))
-    bridge = MqttBridge(core, "127.0.0.1", broker.port, "app", backfill=("http://127.0.0.1:%d" % api.server_port, "NNSXS.KEY"))
+    bridge = MqttBridge(core, "127.0.0.1", broker.port, "app", backfill=("http://127.0.0.1:%d" % api.server_port, "NNSXS.KEY"), reconnect_max=1)
     try:
         bridge.start()
         assert bridge.connected.wait(10)
@@ -240,3 +240,12 @@ def test_a_flood_of_bad_documents_prints_a_summary_not_a_line_each(storage):
     assert len(lines) == 7 and lines[5] == "ttn: 995 more uplinks not shown in the last second"
     assert lines[0] == "ttn ?: refused, ttn_bad_json: not JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"
     assert core.counts == {ttn.BAD_JSON: 1001}
+
+
+def test_backfill_at_start_begins_before_the_newest_lorawan_reading(storage):
+    assert ttn.backfill_start(storage) is None  # nothing came by LoRaWAN yet
+    ingestor = Ingestor(storage)
+    ingestor.ingest([(reading(1), "udp")], now=1796112000.0)
+    assert ttn.backfill_start(storage) is None
+    ingestor.ingest([(reading(2), ttn.TRANSPORT)], now=1796112000.0)
+    assert ttn.backfill_start(storage) == "2026-12-01T07:55:00.000000Z"  # 08:00 UTC minus the margin

@@ -108,6 +108,24 @@ def parse_uplink(raw):
     return Uplink(device_id, dev_addr, packet, f_cnt, f_port, rssi, snr, received_at if isinstance(received_at, str) else None)
 
 
+def rfc3339(timestamp):
+    """A POSIX time as TTN's API wants it: "2026-12-01T08:00:00.123456Z"."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+BACKFILL_MARGIN_S = 300  # a back-fill from our own last storage time starts this much earlier (clocks, TTN's delay)
+
+
+def backfill_start(storage):
+    """Where a back-fill at start-up begins: a little before the newest
+    reading that came in by LoRaWAN, or None (nothing stored that way yet).
+    What is fetched twice is stored once."""
+    times = [r["received_at"] for r in storage.latest_readings().values() if r and r["transport"] == TRANSPORT]
+    return rfc3339(max(times) - BACKFILL_MARGIN_S) if times else None
+
+
 def down_push(packet, f_port=1):
     """The down/push document carrying one sealed mpseal packet."""
     return {"downlinks": [{"f_port": f_port, "frm_payload": base64.b64encode(packet).decode(), "priority": "NORMAL"}]}

@@ -5,7 +5,7 @@ MQTT messages are handled in paho's network thread, one at a time.
 MQTT: subscribe `v3/{app}@{tenant}/devices/+/up` (QoS 0, as TTN offers it),
 publish acks to `.../devices/{device}/down/push`. TTN drops uplinks sent
 while we are disconnected; paho reconnects by itself (back-off 1..60 s), and
-after every reconnect the gap is back-filled from TTN's Storage Integration
+after every (re)connect the gap is back-filled from TTN's Storage Integration
 (`GET /api/v3/as/applications/{app}/packages/storage/uplink_message?after=`,
 one `{"result": uplink}` JSON object per line) when it is enabled: what was
 already stored comes back as a duplicate and is stored once.
@@ -108,8 +108,9 @@ class ResultPrinter:
 
 
 class MqttBridge:
-    def __init__(self, core, host, port, application, tenant=ttn.DEFAULT_TENANT, username=None, password=None, tls=False, on_result=None, backfill=None):
-        """`backfill`: (Storage Integration API URL, API key), or None."""
+    def __init__(self, core, host, port, application, tenant=ttn.DEFAULT_TENANT, username=None, password=None, tls=False, on_result=None, backfill=None, reconnect_max=RECONNECT_MAX_S):
+        """`backfill`: (Storage Integration API URL, API key), or None.
+        `reconnect_max`: the longest wait between reconnect attempts (s)."""
         import paho.mqtt.client as mqtt
 
         self.core = core
@@ -125,7 +126,7 @@ class MqttBridge:
             self.client.username_pw_set(username, password)  # TTN: "{app}@{tenant}" and an API key
         if tls:
             self.client.tls_set()
-        self.client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        self.client.reconnect_delay_set(RECONNECT_MIN_S, reconnect_max)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *a: self.connected.clear()
         self.client.on_message = self._on_message

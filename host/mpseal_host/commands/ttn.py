@@ -49,6 +49,8 @@ def cmd_ttn(args):
                 raise UserError("--storage-api needs the API key in $%s" % API_KEY_ENV)
             backfill = (args.storage_api, os.environ[API_KEY_ENV])
         bridge = ttn_service.MqttBridge(core, host, int(port), args.application, args.tenant, username, os.environ.get(API_KEY_ENV), args.tls, show, backfill)
+        if backfill:
+            bridge.last_received_at = ttn.backfill_start(storage)  # the time we were not running, too
         bridge.start()
         if not bridge.connected.wait(30):
             bridge.stop()
