@@ -56,50 +56,11 @@ def oracle():
     o.close()
 
 
-def mosquitto_path():
-    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.fail("mosquitto is not installed: run `make system-deps` (Debian package mosquitto)")
-
-
-class Mosquitto:
-    """A real mosquitto broker on an ephemeral loopback port, its own config
-    and no persistence, stopped by close()."""
-
-    def __init__(self, folder, port=None):
-        import socket
-
-        from mpseal_tools.receiver_proc import free_port
-
-        os.makedirs(folder, exist_ok=True)
-        self.port = port or free_port()
-        self.config = os.path.join(folder, "mosquitto.conf")
-        with open(self.config, "w") as f:
-            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file %s\n" % (self.port, os.path.join(folder, "mosquitto.log")))
-        self.proc = subprocess.Popen([mosquitto_path(), "-c", self.config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import time
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("mosquitto did not start (log: %s)" % folder)
-                time.sleep(0.05)
-
-    def close(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory):
-    broker = Mosquitto(str(tmp_path_factory.mktemp("mosquitto")))
+    """A real mosquitto for the LoRaWAN tests (tests/mqtt_helpers.py)."""
+    from mqtt_helpers import Mosquitto
+
+    broker = Mosquitto(str(tmp_path_factory.mktemp("mosquitto"))).start()
     yield broker
-    broker.close()
+    broker.stop()

@@ -177,7 +177,7 @@ def test_mqtt_bridge_backfills_from_the_storage_integration_after_a_reconnect(st
     import paho.mqtt.client as mqtt
 
     from conftest import wait_until
-    from lorawan_helpers import Mosquitto
+    from mqtt_helpers import Mosquitto
     from mpseal_host.ttn_service import MqttBridge
 
     docs = []
@@ -201,7 +201,7 @@ def test_mqtt_bridge_backfills_from_the_storage_integration_after_a_reconnect(st
 
     api = ThreadingHTTPServer(("127.0.0.1", 0), StorageApi)
     threading.Thread(target=api.serve_forever, daemon=True).start()
-    broker = Mosquitto(str(tmp_path / "mq"))
+    broker = Mosquitto(str(tmp_path)).start()
     core = ttn.TtnIngest(Ingestor(storage))
     bridge = MqttBridge(core, "127.0.0.1", broker.port, "app", backfill=("http://127.0.0.1:%d" % api.server_port, "NNSXS.KEY"), reconnect_max=1)
     try:
@@ -213,16 +213,16 @@ def test_mqtt_bridge_backfills_from_the_storage_integration_after_a_reconnect(st
         publisher.publish(ttn.up_topic("app", device="mpseal-12"), json.dumps(docs[0])).wait_for_publish(5)
         wait_until(lambda: len(storage.readings("lora")) == 1, what="the live uplink stored")
         publisher.loop_stop()
-        broker.close()  # TTN now publishes seq 2 and 3 to nobody (QoS 0)
+        broker.stop()  # TTN now publishes seq 2 and 3 to nobody (QoS 0)
         wait_until(lambda: not bridge.connected.is_set(), what="the bridge noticed the broker went away")
-        broker = Mosquitto(str(tmp_path / "mq"), port=broker.port)
+        broker.start()  # the same port
         wait_until(lambda: bridge.connected.is_set(), timeout=30, what="the bridge reconnected")
         assert [r["seq"] for r in storage.readings("lora")] == [1, 2, 3]
         assert asked == [("/api/v3/as/applications/app/packages/storage/uplink_message", "Bearer NNSXS.KEY", "2026-12-01T08:00:01.25Z")]
         assert bridge.backfilled == 2 and core.radio[DEVICE_ID][2] == 3
     finally:
         bridge.stop()
-        broker.close()
+        broker.stop()
         api.shutdown()
 
 
