@@ -172,6 +172,22 @@ class TtnIngest:
     def _refuse(self, reason):
         self.counts[reason] = self.counts.get(reason, 0) + 1
 
+    def _carries_commands(self, ack, device_id):
+        """Whether our own sealed ack carries commands (opened with the
+        device's host->device keys). Anything but a plain ack counts as
+        carrying something: it goes down at once."""
+        from mpseal import TO_DEVICE, TYPE_ACK, InvalidPacket, parse_header, unseal
+        from mpseal.control import decode_ack
+
+        try:
+            header = parse_header(ack)
+            keys = self.ingestor.states[device_id].keys[header.epoch][0]
+            if header.type != TYPE_ACK:
+                return True
+            return bool(decode_ack(unseal(ack, keys, direction=TO_DEVICE)[1])[1])
+        except (InvalidPacket, KeyError):
+            return True
+
     def handle(self, raw, now):
         try:
             uplink = parse_uplink(raw)
@@ -194,7 +210,7 @@ class TtnIngest:
         # new host sequence number and spend a scarce downlink.
         if ack is None or outcome.status != STORED:
             return outcome, uplink, None
-        carries = bool(self.ingestor.commands_acking(outcome.device_id, outcome.seq))
+        carries = self._carries_commands(ack, outcome.device_id)
         if not self.schedule.due(outcome.device_id, carries, now):
             return outcome, uplink, None
         return outcome, uplink, ack
