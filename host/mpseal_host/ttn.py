@@ -172,21 +172,29 @@ class TtnIngest:
     def _refuse(self, reason):
         self.counts[reason] = self.counts.get(reason, 0) + 1
 
-    def _carries_commands(self, ack, device_id):
-        """Whether our own sealed ack carries commands (opened with the
-        device's host->device keys). Anything but a plain ack counts as
-        carrying something: it goes down at once."""
-        from mpseal import TO_DEVICE, TYPE_ACK, InvalidPacket, parse_header, unseal
-        from mpseal.control import decode_ack
+    def _downlink(self, ack, device_id):
+        """(carries commands, the packet to send down) for our own sealed
+        ack, opened with the device's host->device keys. Over LoRa an ack
+        always arrives after the board's NEXT uplink (Class A: it waits in
+        TTN's queue for RX1), so the board takes it as a stale ack, whose
+        commands never run (firmware/downlink.py). Commands therefore go
+        down as a command packet: the same host sequence number, epoch and
+        commands, sealed as type 3. The ack itself is never sent to the board
+        (the pipeline keeps it for re-acks over other links, which the board
+        then refuses as a replayed host number: the commands run once)."""
+        from mpseal import TO_DEVICE, TYPE_ACK, TYPE_COMMAND, InvalidPacket, parse_header, seal, unseal
 
         try:
             header = parse_header(ack)
             keys = self.ingestor.states[device_id].keys[header.epoch][0]
             if header.type != TYPE_ACK:
-                return True
-            return bool(decode_ack(unseal(ack, keys, direction=TO_DEVICE)[1])[1])
+                return True, ack
+            payload = unseal(ack, keys, direction=TO_DEVICE)[1]
         except (InvalidPacket, KeyError):
-            return True
+            return True, ack
+        if len(payload) <= 4:
+            return False, ack
+        return True, seal(keys, header.device_id, header.seq, payload[4:], type=TYPE_COMMAND, epoch=header.epoch, version=header.version)
 
     def handle(self, raw, now):
         try:
@@ -210,7 +218,7 @@ class TtnIngest:
         # new host sequence number and spend a scarce downlink.
         if ack is None or outcome.status != STORED:
             return outcome, uplink, None
-        carries = self._carries_commands(ack, outcome.device_id)
+        carries, down = self._downlink(ack, outcome.device_id)
         if not self.schedule.due(outcome.device_id, carries, now):
             return outcome, uplink, None
-        return outcome, uplink, ack
+        return outcome, uplink, down
