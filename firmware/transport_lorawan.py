@@ -24,7 +24,12 @@
 #   the app like a UDP reply. MAC commands (FOpts, FPort 0) are ignored: set
 #   the device's MAC settings on TTN to match the config (docs/lorawan.md).
 # - No ack per frame (TTN allows ~10 downlinks a day): a frame that went on air
-#   counts as delivered (`sent`), so the app does not queue or resend it.
+#   counts as delivered, so the app does not queue or resend it. This uses the
+#   app's `handle` contract (as transport_udp): a downlink caught in RX1/RX2
+#   goes to `handle` (the app's Downlink.handle: commands, acks, replay rules)
+#   here, and send() returns a reply (b"") exactly when the frame went out, so
+#   the app counts it as acked. No change to app.py: a UDP board at 48k feels
+#   even two more lines there (the rotation-under-traffic test failed).
 import time
 from micropython import const
 
@@ -50,6 +55,7 @@ class Transport:
         self.radio = sx1276.SX1276(*hw_lora.bus(*pins))
         self.sent = False
         self.rejected = None
+        self.handle = None  # the app sets Downlink.handle
         self.rssi = self.snr = 0
 
     def send(self, packet):
@@ -82,7 +88,9 @@ class Transport:
             if reply is None:
                 reply = self.listen(done, self.rx1_delay + 1000, r.RX2_FREQUENCY, self.rx2_dr)
             radio.sleep()
-            return reply
+            if reply is not None and self.handle is not None:
+                self.handle(reply)  # an ack (for an earlier frame) or commands
+            return b""  # on air: delivered, as far as LoRa can tell
         except OSError:  # SPI trouble, no TxDone: link trouble, the app queues the packet
             return None
 
