@@ -16,24 +16,5 @@ def load(config, idle):
             raise ValueError("config.json: transports: no transport named %r (no transport_%s.py on the board)" % (name, name))
         transport = module.Transport(config)
         transport.idle = idle
-        if getattr(transport, "version", 1) != 1:
-            seal_with(transport.version)
         result.append(transport)
     return result
-
-
-def seal_with(version):
-    """The seal profile follows the links (docs/protocol.md): a transport
-    that needs the compact v2 (transport_lorawan: 51-byte frames) makes the
-    board seal every reading with it; a reading is sealed once, so every
-    link then carries that packet. Done by wrapping mpseal.seal here, in
-    boot-only code, so the app's call stays as it is: a UDP board at 48k
-    feels even a changed call (the rotation under traffic test failed)."""
-    import mpseal
-
-    seal = mpseal.seal
-
-    def sealed(key, device_id, seq, payload, type=1, epoch=0):
-        return seal(key, device_id, seq, payload, type, epoch, version)
-
-    mpseal.seal = sealed
