@@ -8,7 +8,7 @@ BOARD  ?= wemos
 SECONDS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: all venv npm-deps system-deps test test-fast lint bench demo build deploy webrepl-upload flash provision monitor vectors clean
+.PHONY: all venv npm-deps system-deps oracle test test-fast lint bench demo build deploy webrepl-upload flash provision monitor vectors clean
 
 all: test
 
@@ -37,7 +37,9 @@ npm-deps: $(NPM_STAMP)
 # Debian packages the tests drive for real: Chromium (web page test),
 # gammu-smsd with the dummy phone driver (SMS path), systemd-analyze (the
 # service unit), mosquitto (MQTT / Home Assistant publisher), prometheus for
-# its promtool (/metrics check), npm + nodejs (uPlot for the page) and the
+# its promtool (/metrics check), npm + nodejs (uPlot for the page; the third-party
+# LoRaWAN decoder, below; mosquitto is also the broker between the
+# LoRaWAN network-server stand-in and `mpseal ttn`) and the
 # PostgreSQL server (storage tests start a throwaway cluster).
 # Installed only when missing.
 system-deps:
@@ -56,7 +58,17 @@ system-deps:
 	  else echo "mpseal: missing Debian packages:$$missing (run 'sudo apt-get install$$missing')"; exit 1; fi; \
 	fi
 
-test: $(STAMP) system-deps $(NPM_STAMP)
+# npm lora-packet: an independent LoRaWAN implementation the tests decode the
+# board's frames with (tools/oracle/package.json pins it; node_modules is ignored).
+ORACLE := tools/oracle/node_modules/.installed
+$(ORACLE): tools/oracle/package.json tools/oracle/package-lock.json | system-deps
+	@cd tools/oracle && npm ci --no-audit --no-fund --silent > /dev/null \
+	  || { echo "mpseal: npm install in tools/oracle failed (lora-packet)"; exit 1; }
+	@touch $(ORACLE)
+
+oracle: $(ORACLE)
+
+test: $(STAMP) system-deps $(NPM_STAMP) $(ORACLE)
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)

@@ -39,7 +39,7 @@ CASES = [
     ("receive, port not a number", ["receive", "--db", "{p}/db.sqlite", "--http", "127.0.0.1:http"], "not a number", "--http"),
     ("vboard, bad webrepl port", ["vboard", "--webrepl", "127.0.0.1:x", "--password", "secret"], "not a number", "--webrepl"),
     ("webrepl, bad board port", ["webrepl", "ls", "--host", "127.0.0.1:notaport", "--password", "x"], "not a number", None),
-    ("deploy, never built", ["deploy", "--board", "nosuchboard", "--port", "/dev/null"], "not found", "make build"),
+    ("deploy, unknown board", ["deploy", "--board", "nosuchboard", "--port", "/dev/null"], "unknown board", None),
     ("flash, missing image", ["flash", "--firmware", "{p}/none.bin", "--dry-run", "--port", "/dev/null"], "does not exist",
      "--firmware"),
     ("flash, unknown board", ["flash", "--board", "nosuch", "--dry-run"], "unknown board", None),

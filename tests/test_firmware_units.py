@@ -22,7 +22,7 @@ LAUNCH = (
     "sys.path[:] = ['/t', '/fw', '/shared']\n"
     "import %s\n"
 )
-SCRIPTS = ["fw_config", "fw_seqstore", "fw_outbox", "fw_downlink"]
+SCRIPTS = ["fw_config", "fw_seqstore", "fw_outbox", "fw_downlink", "fw_lorawan", "fw_transport_lorawan"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

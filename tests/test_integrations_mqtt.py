@@ -99,7 +99,7 @@ def board_config(rx, key, **changes):
     config = {
         "device_id": DEVICE_ID, "key": key.hex(),
         "receiver": {"host": "127.0.0.1", "udp_port": rx.udp_port, "http_port": rx.http_port},
-        "transports": ["udp"], "sensors": [{"type": "synthetic"}], "interval_s": 1, "log": True,
+        "transports": ["udp"], "sensors": [{"type": "dht22", "pin": 4}, {"type": "battery"}], "interval_s": 1, "log": True,
     }
     config.update(changes)
     return config
@@ -107,8 +107,7 @@ def board_config(rx, key, **changes):
 
 def start_board(tmp_path, rx, key):
     flash = tmp_path / "flash"
-    # synthetic values carry no battery voltage (one AES block): the battery sensor adds it (the unix port's ADC)
-    unix_board.install(flash, board_config(rx, key, sensors=[{"type": "synthetic"}, {"type": "battery"}]))
+    unix_board.install(flash, board_config(rx, key))
     return unix_board.Board(flash, log_path=tmp_path / "board.log").start()
 
 

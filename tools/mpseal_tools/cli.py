@@ -17,7 +17,7 @@ import sys
 import mpseal
 
 from mpseal_host import registry
-from mpseal_host.commands import export, keys, packets, receiver, service, sms
+from mpseal_host.commands import export, keys, packets, receiver, service, sms, ttn
 from mpseal_host.errors import MpsealError
 from mpseal_host.storage import NoSuchDevice, StorageUnavailable
 from mpseal_tools import build, provision
@@ -31,6 +31,7 @@ COMMANDS = (
     service,  # install-service
     sms,  # sms-ingest, sms-numbers
     export,  # export (readings by time range, CSV / JSON Lines)
+    ttn,  # ttn (LoRaWAN via The Things Network: MQTT or webhook)
     deploy,  # build, deploy, webrepl, vboard
     board,  # flash, provision, monitor
 )

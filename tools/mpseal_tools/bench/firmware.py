@@ -96,7 +96,8 @@ class SmsAcker:
         self.modem = SimModem(BOARD_NUMBER, self.network)
         self.path = self.modem.start()
 
-    def receive_sms(self, sender, text, when=None):
+    def receive_sms(self, message):
+        sender, text = message.sender, message.text
         try:
             header, _ = mpseal.unseal(binascii.a2b_base64(text), self.keys)
         except (mpseal.InvalidPacket, ValueError):

@@ -12,8 +12,11 @@ WEBREPL_PORT = 8266
 
 
 def cmd_build(args):
+    from mpseal_tools.board.catalog import get_board
     from mpseal_tools.build import build
     from mpseal_tools.deploy import Progress
+
+    get_board(args.board)  # an unknown board is named with the choices, before anything is built
 
     progress = Progress(enabled=not args.no_progress)
 
@@ -31,7 +34,15 @@ def cmd_deploy(args):
     from mpseal_tools.build import load_manifest
     from mpseal_tools.deploy import Progress, deploy
 
-    build_dir, manifest = load_manifest(args.board, args.out)
+    from mpseal_tools.build import NoBuild
+
+    try:
+        build_dir, manifest = load_manifest(args.board, args.out)
+    except NoBuild:  # nothing built yet: build it first, so blank board to running code is one command
+        print("mpseal: no build for %s yet: building it first" % args.board, flush=True)
+        args.simulator = False
+        cmd_build(args)
+        build_dir, manifest = load_manifest(args.board, args.out)
     with open_board(port=args.port, tool=args.tool, board_name=args.board) as board:
         deploy(board, build_dir, manifest, clean=args.clean, progress=Progress(enabled=not args.no_progress),
                reset=not args.no_reset)

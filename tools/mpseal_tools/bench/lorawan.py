@@ -1,0 +1,127 @@
+"""LoRaWAN figures for `make bench`: airtime of one reading per data rate
+(the board's own lorawan.airtime_us, Semtech's formula), readings a day the
+1 % duty cycle allows, the board's heap with the LoRa transport loaded (the
+real firmware on the unix port, simulated SX1276), and flash writes per
+1,000 frames (the board's seqstore, run under MicroPython)."""
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import mpseal
+from mpseal.values import encode_values
+from mpseal_tools.paths import FIRMWARE_DIR
+from mpseal_tools.sim import unix_board
+
+READING = {"temperature": 21.37, "humidity": 45.2, "battery": 3.712}
+LORAWAN_OVERHEAD = 13  # MHDR 1 + FHDR 7 (no FOpts) + FPort 1 + MIC 4
+HEAPS = ("48k", "56k", "60k", "64k", "68k", "72k")
+FRAMES = 1000
+TTN_FAIR_USE_AIRTIME_S = 30  # TTN's fair use policy: 30 s of uplink airtime per device per day
+
+
+def region():
+    sys.path.insert(0, FIRMWARE_DIR)  # lorawan.py and region_eu868.py import on CPython too
+    try:
+        import lorawan
+        import region_eu868
+    finally:
+        sys.path.pop(0)
+    return lorawan, region_eu868
+
+
+def airtime_section():
+    lorawan, r = region()
+    packet = mpseal.seal(os.urandom(32), 1, 1, encode_values(READING), version=mpseal.VERSION_COMPACT)
+    size = len(packet) + LORAWAN_OVERHEAD
+    bands = len(set(r.CHANNEL_BAND))
+    print("LoRaWAN EU868, one reading = %d-byte compact packet in a %d-byte PHYPayload (CR 4/5, 8-symbol preamble, CRC):" % (len(packet), size))
+    print("  %-4s %-10s %10s %14s %16s %14s" % ("DR", "SF/BW", "airtime", "per sub-band", "per day, 1%%x%d" % bands, "TTN 30 s/day"))
+    for dr in range(len(r.SPREADING_FACTOR)):
+        sf, bw = r.SPREADING_FACTOR[dr], r.BANDWIDTH_KHZ[dr]
+        us = lorawan.airtime_us(sf, bw, size, r.PREAMBLE)
+        per_band = 86400 * 1000000 // (us * 100)  # 1 %: one frame per 100 x its airtime
+        print("  DR%-2d SF%-2d/%-3d %8.1f ms %10d/day %12d/day %10d/day" % (dr, sf, bw, us / 1000, per_band, per_band * bands, TTN_FAIR_USE_AIRTIME_S * 1000000 // us))
+    print("  (%d uplink sub-bands of 1 %% in TTN's 8-channel plan; TTN's fair use is the tighter limit)" % bands)
+
+
+def run_lora_board(heap, readings=3):
+    with tempfile.TemporaryDirectory() as tmp:
+        flash = Path(tmp) / "flash"
+        config = {
+            "device_id": 1,
+            "key": bytes(range(32)).hex(),
+            "receiver": {"host": "127.0.0.1"},
+            "transports": ["lorawan"],
+            "lorawan": {"dev_addr": "260b0001", "nwk_s_key": "22" * 16, "app_s_key": "33" * 16, "data_rate": 5},
+            "interval_s": 0,
+            "max_readings": readings,
+        }
+        unix_board.install(flash, config)
+        failed = threading.Event()
+        env = os.environ.pop("MPSEAL_LORA_AIR", None)  # no gateway: frames go nowhere, both RX windows time out
+        board = unix_board.Board(flash, heapsize=heap, on_line=lambda line: line.startswith("Traceback") and failed.set()).start()
+        deadline = time.monotonic() + 60
+        try:
+            while board.running() and not failed.is_set() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            board.stop()
+            if env:
+                os.environ["MPSEAL_LORA_AIR"] = env
+        ok = not failed.is_set() and board.exit_codes[-1:] == [0] and board.stats and board.stats["readings"] == readings
+        return ok, board.stats
+
+
+def heap_section():
+    print("firmware with transport_lorawan on MicroPython unix (64-bit), 3 readings, simulated SX1276:", flush=True)
+    high = None
+    for heap in HEAPS:
+        ok, stats = run_lora_board(heap)
+        print("  -X heapsize=%s: %s" % (heap, "runs, heap high-water %d bytes" % stats["heap_high"] if ok else "fails (MemoryError)"), flush=True)
+        if ok:
+            high = stats["heap_high"]
+            break
+    if high is None:
+        print("  no heap up to %s runs it" % HEAPS[-1])
+
+
+FLASH_SCRIPT = """
+import os, sys
+os.umount('/')
+os.mount(os.VfsPosix(%r), '/')
+os.mount(os.VfsPosix(%r), '/fw')
+os.chdir('/')
+sys.path[:] = ['/fw', '/lib']
+import seqstore
+seq = seqstore.SequenceStore()
+for _ in range(%d):
+    seq.next()
+print(seq.flash_writes)
+"""
+
+
+def flash_section():
+    with tempfile.TemporaryDirectory() as tmp:
+        code = FLASH_SCRIPT % (tmp, FIRMWARE_DIR, FRAMES)
+        out = subprocess.run([unix_board.micropython_path(), "-c", code], capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            print("flash writes: failed: %s" % out.stderr.strip()[-200:])
+            return
+        seq_writes = int(out.stdout)
+    print("flash writes per %d LoRaWAN frames (one reading each, always-on or interval mode):" % FRAMES)
+    print("  /seq.dat %d (the FCnt is the mpseal sequence number: no file of its own); +1 per power-on boot, 0 per deep-sleep wake" % seq_writes)
+    print("  no queue files: a frame that went on air is not kept (LoRa has no per-frame ack)")
+
+
+def main(argv=None):
+    airtime_section()
+    flash_section()
+    heap_section()
+
+
+if __name__ == "__main__":
+    main()
