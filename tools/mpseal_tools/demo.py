@@ -94,7 +94,9 @@ def watch(board, receiver, seconds, out):
             return
         if time.monotonic() >= next_progress:
             s = summary(board, receiver)
-            print("demo: %(sent)d sent, %(acknowledged)d acknowledged, %(stored)d stored" % s, file=out, flush=True)
+            # Two sources read a moment apart: the board logs its counters
+            # after the cycle the receiver already stored, so say whose they are.
+            print("demo: board sent %(sent)d, acknowledged %(acknowledged)d; receiver stored %(stored)d" % s, file=out, flush=True)
             next_progress += PROGRESS_EVERY_S
 
 
