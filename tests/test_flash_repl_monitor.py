@@ -37,8 +37,11 @@ def test_wait_for_repl_on_a_silent_port_says_what_to_do():
 
 def test_monitor_prints_board_output_and_quits_on_ctrl_c():
     port = EmptyPty()
+    # Started the way a script's `cmd &` or nohup starts it: SIGINT ignored
+    # and inherited. Ctrl-C must still end the monitor.
     monitor = subprocess.Popen([os.path.join(BIN, "mpseal"), "monitor", "--port", port.port],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         deadline = time.monotonic() + 20
         line = b""

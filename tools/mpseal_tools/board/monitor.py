@@ -1,5 +1,7 @@
 """The board's serial console: print what it says (`mpseal monitor`) and wait
 for the MicroPython prompt after flashing (`wait_for_repl`)."""
+import contextlib
+import signal
 import sys
 import time
 
@@ -48,11 +50,27 @@ def wait_for_repl(port, baud, timeout=REPL_WAIT_S, progress=None):
                     "'mpseal monitor', or flash again" % (port, timeout, "it said: %r" % tail if tail else "it said nothing"))
 
 
+@contextlib.contextmanager
+def _ctrl_c_quits():
+    """Ctrl-C must end the monitor even when whoever started us ignores
+    SIGINT (nohup, `cmd &` in a script, some IDE runners): an ignored signal
+    is inherited across exec, and Python then installs no handler of its own."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread: leave signals to the caller
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def monitor(port, baud, out=None, err=None):
     """Copies the board's output to `out` until Ctrl-C. Returns 0."""
     out = out or sys.stdout.buffer
     err = err or sys.stderr
-    with open_serial(port, baud) as link:
+    with open_serial(port, baud) as link, _ctrl_c_quits():
         print("mpseal: monitoring %s at %d baud; Ctrl-C to quit" % (port, baud), file=err, flush=True)
         try:
             while True:
