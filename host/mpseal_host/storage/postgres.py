@@ -28,14 +28,14 @@ from psycopg import errors as pg_errors
 
 from mpseal_host.storage import migrations_postgres
 from mpseal_host.storage.contract import Storage
-from mpseal_host.storage.sql_common import ADD_COUNTS, INSERT_COMMAND, INSERT_READINGS, SqlQueries
+from mpseal_host.storage.sql_common import ADD_COUNTS, INSERT_COMMAND, READING_COLUMNS, SqlQueries
 from mpseal_host.storage.model import StorageBusy, StorageUnavailable, device_exists, newer_schema
 
 SCHEMA_VERSION = migrations_postgres.SCHEMA_VERSION
 PARTITION_LOCK = 4740_0002  # pg_advisory_xact_lock key: creating partitions
 PARTITION_NAME = re.compile(r"^readings_p(\d{4})(\d{2})$")
 # The bulk writes of an ingest batch: COPY, and one statement over arrays.
-COPY_READINGS = INSERT_READINGS.replace("INSERT INTO", "COPY") + " FROM STDIN"
+COPY_READINGS = "COPY " + READING_COLUMNS + " FROM STDIN"
 UNNEST_COUNTS = "SELECT * FROM unnest(?::bigint[], ?::text[], ?::bigint[], ?::float8[])"
 UPDATE_DEVICE_STATES = (
     "UPDATE devices d SET replay_window = v.w, last_seq = v.ls, last_seen = v.seen,"
@@ -88,7 +88,6 @@ class PostgresStorage(SqlQueries, Storage):
         " LEFT JOIN LATERAL (SELECT * FROM readings x WHERE x.device_id = d.id AND x.seq = d.last_seq LIMIT 1) r"
         " ON true "
     )
-    IDS_PER_QUERY = None  # one array parameter holds any number
 
     def _sql(self, text):
         return text.replace("%", "%%").replace("?", "%s")

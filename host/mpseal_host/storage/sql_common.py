@@ -1,19 +1,20 @@
 """What both SQL backends do the same way, written once with `?`
-placeholders; every statement goes through _exec()/_exec_many(), where the
+placeholders: every statement goes through _exec()/_exec_many(), where the
 backend's _sql() turns it into its driver's style (sqlite3: as is; psycopg:
 %s, and a literal % doubled).
 
-The differences between the two dialects are class attributes (JSON_TEXT,
+The differences between the dialects are class attributes (JSON_TEXT,
 JSON_PARAM, ROW_LOCK, LOCK_FOR_NEW_ID, LATEST_JOIN, IDS_PER_QUERY) and a few
-small methods each backend provides:
+methods. Each backend provides:
 - _read(what) and _write(what): contexts yielding the connection, driver
   errors turned into StorageUnavailable (_write: one transaction, a lock
-  conflict StorageBusy);
-- _in(values): the SQL that matches a column against a list, and its params;
+  held elsewhere StorageBusy); _connection(): the one write_batch runs on;
 - _insert_command, _take_unsent, _bump_host_seq: the RETURNING differences;
-- the bulk writes of an ingest batch: _insert_readings, _update_device_states,
-  _add_counts, _mark_commands_sent, _keep_acks (rows in, one or a few
-  statements out: executemany vs. COPY and unnest arrays)."""
+- _update_device_states: the batch's device rows in one or a few statements.
+Portable forms here that PostgreSQL replaces: _in() ("IN (?, ...)" vs
+"= ANY(array)") and the other bulk writes of a batch (_insert_readings,
+_add_counts, _mark_commands_sent, _keep_acks: executemany vs COPY and
+unnest() arrays)."""
 import json
 import time
 from contextlib import contextmanager
@@ -59,7 +60,7 @@ ADD_COUNTS = (
     " ON CONFLICT (device_id, {key}) DO UPDATE SET count = {table}.count + excluded.count, last_at = excluded.last_at"
 )
 INSERT_COMMAND = "INSERT INTO commands (device_id, opcode, argument, created_at) VALUES (?, ?, ?, ?)"
-INSERT_READINGS = "INSERT INTO readings (device_id, seq, received_at, transport, format, payload, value, ack)"
+READING_COLUMNS = "readings (device_id, seq, received_at, transport, format, payload, value, ack)"
 
 
 def device_from_row(row):
@@ -78,7 +79,7 @@ class SqlQueries:
     ROW_LOCK = ""
     LOCK_FOR_NEW_ID = None  # run first by add_device so two never pick the same next free id
     LATEST_JOIN = None  # " ... r ": devices d meet their last reading r (no row: NULLs)
-    IDS_PER_QUERY = 5000  # at most this many values in one _in() (None: any number)
+    IDS_PER_QUERY = None  # at most this many values in one _in() (None: any number)
 
     def _sql(self, text):
         return text
@@ -423,7 +424,7 @@ class SqlQueries:
     # overrides them with COPY and unnest() arrays, one statement each.
 
     def _insert_readings(self, db, rows):
-        self._exec_many(db, INSERT_READINGS + " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self._exec_many(db, "INSERT INTO " + READING_COLUMNS + " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _add_counts(self, db, table, key, rows):
         """rows: (device_id, key, n, at); n is added to the count."""
