@@ -12,6 +12,7 @@ import threading
 import paho.mqtt.client as paho
 
 from conftest import wait_until
+from mpseal_tools.processes import stop_process
 from mpseal_tools.receiver_proc import free_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -56,13 +57,7 @@ class Mosquitto:
         return self
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
 

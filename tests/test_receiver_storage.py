@@ -326,28 +326,81 @@ def test_api_tokens_are_kept_as_digests_and_revoked(db_location, storage):
         storage.revoke_token("ops")
 
 
-def test_a_held_write_lock_is_storage_busy_and_nothing_is_written(db_location, storage):
+def test_a_held_write_lock_is_storage_busy_and_nothing_is_written(tmp_path):
     """SQLite's one write lock: another process holding it past the busy
-    timeout is StorageBusy. (PostgreSQL keeps waiting: its per-device row
-    locks are taken in turn by N receivers by design, see postgres.py.)"""
+    timeout is StorageBusy. (PostgreSQL waits instead: the next test.)"""
     from mpseal_host.storage import StorageBusy
 
-    if db_location.startswith("postgresql://"):
-        pytest.skip("PostgreSQL row-lock waits are not bounded (set_busy_timeout is a no-op there)")
-
-    device = storage.add_device("greenhouse")
-    holder = open_storage(db_location)
+    location = str(tmp_path / "db.sqlite")
+    storage, holder = open_storage(location), open_storage(location)
     try:
+        device = storage.add_device("greenhouse")
         with holder.ingest_transaction([device.id]):
             storage.set_busy_timeout(0.05)
             with pytest.raises(StorageBusy):
                 with storage.ingest_transaction([device.id]):
                     pass
+        storage.set_busy_timeout(5)
+        _ingest(storage, device, [1])  # free again: it stores
+        assert [r["seq"] for r in storage.readings("greenhouse")] == [1]
     finally:
         holder.close()
-    storage.set_busy_timeout(5)
-    _ingest(storage, device, [1])  # free again: it stores
-    assert [r["seq"] for r in storage.readings("greenhouse")] == [1]
+        storage.close()
+
+
+def test_a_held_row_lock_delays_a_postgresql_batch_until_its_commit_and_loses_nothing(pg_cluster):
+    """PostgreSQL: the device row locks that N receivers take in turn are
+    waited for without a timeout (set_busy_timeout changes nothing, see
+    postgres.py): the batch stores once the holder commits; meanwhile the
+    stored readings and their acks (what re-acks are answered from) read as
+    before, and the wait shows in pg_stat_activity. Only an operator's own
+    lock_timeout ends a wait, as StorageBusy, with nothing written."""
+    import threading
+
+    import psycopg
+
+    from conftest import wait_until
+    from mpseal_host.storage import StorageBusy
+
+    url = pg_cluster.create_database()
+    storage, holder = open_storage(url), open_storage(url)
+    reader, watcher = open_storage(url, read_only=True), psycopg.connect(url, autocommit=True)
+    try:
+        device = storage.add_device("greenhouse")
+        _ingest(storage, device, [1])
+        committed = storage.stored_reading(device.id, 1)
+        storage.set_busy_timeout(0.05)
+        results = []
+        batch = threading.Thread(target=lambda: results.append(_ingest(storage, device, [2])), daemon=True)
+        with holder.ingest_transaction([device.id]):
+            batch.start()
+            wait_until(lambda: watcher.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()[0], what="the batch waiting for the device's row lock")
+            assert results == []  # still waiting: neither stored nor given up
+            assert reader.stored_reading(device.id, 1) == committed and committed[1] is not None
+            assert [r["seq"] for r in reader.readings("greenhouse")] == [1]
+        batch.join(60)
+        assert not batch.is_alive()
+        [(outcome, ack)] = results[0]
+        assert (outcome.status, ack is not None) == ("stored", True)
+        assert [r["seq"] for r in storage.readings("greenhouse")] == [1, 2]
+
+        storage.conn.execute("SET lock_timeout = '50ms'")  # an operator's setting, not ours
+        with holder.ingest_transaction([device.id]):
+            with pytest.raises(StorageBusy):
+                with storage.ingest_transaction([device.id]):
+                    pass
+            [(outcome, ack)] = _ingest(storage, device, [3])
+            assert (outcome.status, outcome.reason, ack) == ("rejected", "storage_error", None)
+        storage.conn.execute("RESET lock_timeout")
+        assert [r["seq"] for r in storage.readings("greenhouse")] == [1, 2]
+        _ingest(storage, device, [3])  # the board retransmits: stored now
+        assert [r["seq"] for r in storage.readings("greenhouse")] == [1, 2, 3]
+    finally:
+        watcher.close()
+        for s in (reader, holder, storage):
+            s.close()
 
 
 def test_a_read_only_connection_reads_and_never_writes(db_location, storage):

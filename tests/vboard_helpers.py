@@ -3,6 +3,8 @@ import os
 import threading
 import subprocess
 
+from mpseal_tools.processes import stop_process
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPSEAL = os.path.join(REPO, ".venv", "bin", "mpseal")
 START_DEADLINE_S = 60
@@ -34,12 +36,6 @@ class RunningVBoard:
         return line.split("//")[-1] if "ws://" in prefix else line.split(": ", 1)[1]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         for f in (self.proc.stdout, self.proc.stderr):
             f.close()

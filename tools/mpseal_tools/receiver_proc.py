@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from mpseal_tools.processes import stop_process
+
 MPSEAL = [sys.executable, "-m", "mpseal_tools.cli"]
 START_TIMEOUT_S = 20
 
@@ -72,13 +74,7 @@ class ReceiverProcess:
         raise RuntimeError("mpseal receive did not answer on %s within %d s (log: %s)" % (self.url, START_TIMEOUT_S, self.log_path))
 
     def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def api(self, path):

@@ -278,6 +278,22 @@ def cmd_token_revoke(args):
     print("revoked token %s" % args.name)
 
 
+def _action_group(subparsers, name, help):
+    """A command that is a group of actions (`mpseal devices add`): alone,
+    it prints its help and exits 2."""
+    p = subparsers.add_parser(name, help=help)
+    p.set_defaults(func=lambda args: p.print_help() or 2)
+    return p.add_subparsers(dest=name + "_command", metavar="ACTION")
+
+
+def _db_action(actions, name, help, func):
+    """An action of a group that opens the receiver database (--db)."""
+    a = actions.add_parser(name, help=help)
+    add_db_option(a)
+    a.set_defaults(func=func)
+    return a
+
+
 def register(subparsers):
     p = subparsers.add_parser("receive", help="receive sealed packets over UDP and HTTP; serve the API and web page")
     add_db_option(p)
@@ -302,27 +318,19 @@ def register(subparsers):
     add_mqtt_arguments(p)
     p.set_defaults(func=cmd_receive)
 
-    p = subparsers.add_parser("devices", help="the device registry: add, list, remove")
-    devices = p.add_subparsers(dest="devices_command", metavar="ACTION")
-    p.set_defaults(func=lambda args, parser=p: parser.print_help() or 2)
-    a = devices.add_parser("add", help="register a device (a key is generated and printed once unless --key)")
-    add_db_option(a)
+    devices = _action_group(subparsers, "devices", "the device registry: add, list, remove")
+    a = _db_action(devices, "add", "register a device (a key is generated and printed once unless --key)", cmd_devices_add)
     a.add_argument("name")
     from mpseal_host.commands.packets import add_key_options
 
     add_key_options(a, "(default: generate one and print it once)")
     a.add_argument("--epoch", type=int, default=0, help="key epoch (default 0)")
     a.add_argument("--id", type=int, help="device id (default: the next free one)")
-    a.set_defaults(func=cmd_devices_add)
-    a = devices.add_parser("list", help="list devices with last seen and counters")
-    add_db_option(a)
+    a = _db_action(devices, "list", "list devices with last seen and counters", cmd_devices_list)
     a.add_argument("--json", action="store_true")
-    a.set_defaults(func=cmd_devices_list)
-    a = devices.add_parser("remove", help="delete a device, its keys and readings (asks first)")
-    add_db_option(a)
+    a = _db_action(devices, "remove", "delete a device, its keys and readings (asks first)", cmd_devices_remove)
     a.add_argument("name")
     a.add_argument("--yes", action="store_true", help="do not ask (scripts)")
-    a.set_defaults(func=cmd_devices_remove)
 
     p = subparsers.add_parser("prune", help="delete readings older than N days (asks first)")
     add_db_option(p)
@@ -342,18 +350,10 @@ def register(subparsers):
     p.add_argument("seconds", nargs="?", type=int, help="for set-interval")
     p.set_defaults(func=cmd_command)
 
-    p = subparsers.add_parser("token", help="API tokens: new, list, revoke (needed when the API is exposed)")
-    tokens = p.add_subparsers(dest="token_command", metavar="ACTION")
-    p.set_defaults(func=lambda args, parser=p: parser.print_help() or 2)
-    a = tokens.add_parser("new", help="create a token; it is printed once and stored hashed")
-    add_db_option(a)
+    tokens = _action_group(subparsers, "token", "API tokens: new, list, revoke (needed when the API is exposed)")
+    a = _db_action(tokens, "new", "create a token; it is printed once and stored hashed", cmd_token_new)
     a.add_argument("name")
     a.add_argument("--scope", choices=("read", "admin"), default="read", help="read: GET only (default); admin: everything")
-    a.set_defaults(func=cmd_token_new)
-    a = tokens.add_parser("list", help="names, scopes and dates of the tokens (never the tokens)")
-    add_db_option(a)
-    a.set_defaults(func=cmd_token_list)
-    a = tokens.add_parser("revoke", help="delete a token; it stops working within 2 s")
-    add_db_option(a)
+    _db_action(tokens, "list", "names, scopes and dates of the tokens (never the tokens)", cmd_token_list)
+    a = _db_action(tokens, "revoke", "delete a token; it stops working within 2 s", cmd_token_revoke)
     a.add_argument("name")
-    a.set_defaults(func=cmd_token_revoke)

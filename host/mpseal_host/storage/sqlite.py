@@ -12,7 +12,6 @@ and a small (device, seq) unique index; batches are large, so each device's
 index leaf is dirtied once per batch, not once per reading; the WAL is
 checkpointed by a background thread (serving=True), never inside a commit.
 """
-import json
 import logging
 import os
 import sqlite3
@@ -21,49 +20,25 @@ import threading
 import time
 from contextlib import contextmanager
 
-from mpseal.control import CMD_ROTATE_KEY
 from mpseal_host.storage import migrations_sqlite
 from mpseal_host.storage.contract import Storage
-from mpseal_host.storage.sql_common import SqlQueries
-from mpseal_host.storage.model import (
-    KEY_CURRENT,
-    Device,
-    StorageBusy,
-    StorageUnavailable,
-    check_device_id,
-    check_device_name,
-    check_key,
-    device_exists,
-    new_key,
-    no_such_device,
-    reading_dict,
-)
+from mpseal_host.storage.sql_common import INSERT_COMMAND, SqlQueries
+from mpseal_host.storage.model import StorageBusy, StorageUnavailable
 
 log = logging.getLogger("mpseal.storage")
 
 SCHEMA_VERSION = migrations_sqlite.SCHEMA_VERSION
 CHECKPOINT_EVERY_S = 1.0
-# Device rows per UPDATE ... FROM (VALUES ...) statement: 11 parameters each,
+# Device rows per UPDATE ... FROM (VALUES ...) statement: 10 parameters each,
 # well under SQLite's 32766-variable limit.
 DEVICE_ROWS_PER_STATEMENT = 500
-IDS_PER_QUERY = 5000
 
-COUNT_REJECTIONS = (
-    "INSERT INTO rejections VALUES (?, ?, ?, ?) ON CONFLICT (device_id, reason)"
-    " DO UPDATE SET count = count + excluded.count, last_at = excluded.last_at"
-)
-COUNT_EVENTS = (
-    "INSERT INTO device_events VALUES (?, ?, ?, ?) ON CONFLICT (device_id, event)"
-    " DO UPDATE SET count = count + excluded.count, last_at = excluded.last_at"
-)
-DEVICE_COLUMNS = (
-    "d.id, d.name, k.epoch, k.master_key, p.epoch AS pending_epoch, d.created_at, d.replay_window,"
-    " d.last_seq, d.last_seen, d.last_transport, d.host_seq, d.allowed_numbers,"
-    " d.received, d.stored, d.duplicates, d.rejected, d.version"
-)
-DEVICE_JOIN = (
-    " FROM devices d JOIN device_keys k ON k.device_id = d.id AND k.state = 'current'"
-    " LEFT JOIN device_keys p ON p.device_id = d.id AND p.state = 'pending' "
+UPDATE_DEVICE_STATES = (
+    "WITH v(id, w, ls, seen, tr, hs, dr, ds, dd, dj) AS (VALUES %s)"
+    " UPDATE devices SET replay_window = v.w, last_seq = v.ls, last_seen = v.seen,"
+    " last_transport = v.tr, host_seq = v.hs, received = received + v.dr, stored = stored + v.ds,"
+    " duplicates = duplicates + v.dd, rejected = rejected + v.dj, version = version + 1"
+    " FROM v WHERE devices.id = v.id"
 )
 
 
@@ -104,13 +79,6 @@ def _failure(what, exc):
     return StorageUnavailable("%s: %s" % (what, exc))
 
 
-def _device(row):
-    (id_, name, epoch, key, pending, created, window, last_seq, last_seen, last_transport, host_seq, numbers,
-     received, stored, duplicates, rejected, version) = row
-    return Device(id_, name, epoch, bytes(key), pending, created, bytes(window or b""), last_seq, last_seen,
-                  last_transport, host_seq, json.loads(numbers), received, stored, duplicates, rejected, version)
-
-
 def _chunks(seq, size):
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
@@ -147,6 +115,9 @@ class Checkpointer(threading.Thread):
 
 
 class SQLiteStorage(SqlQueries, Storage):
+    LATEST_JOIN = " LEFT JOIN readings r ON r.device_id = d.id AND r.seq = d.last_seq "
+    IDS_PER_QUERY = 5000  # SQLite takes at most 32766 parameters in one statement
+
     def __init__(self, path, synchronous="FULL", serving=False, read_only=False):
         """read_only: a connection for queries only (the receiver's API read
         pool): no schema work, so opening it never waits for the write lock."""
@@ -246,187 +217,38 @@ class SQLiteStorage(SqlQueries, Storage):
         except sqlite3.Error as exc:
             raise _failure("%s on %s failed" % (what, self.path), exc) from exc
 
-    def _touch(self, db, device_id):
-        db.execute("UPDATE devices SET version = version + 1 WHERE id = ?", (device_id,))
+    def _connection(self):
+        return self.db
 
-    # --- devices -----------------------------------------------------------
+    # --- what SQLite does its own way ----------------------------------------------
 
-    def _device_id(self, name_or_id, lock=False):  # BEGIN IMMEDIATE already locks everything
-        column = "id" if isinstance(name_or_id, int) else "name"
-        row = self.db.execute("SELECT id FROM devices WHERE %s = ?" % column, (name_or_id,)).fetchone()
-        if row is None:
-            raise no_such_device(name_or_id)
-        return row[0]
+    def _insert_command(self, db, row):
+        return db.execute(INSERT_COMMAND, row).lastrowid
 
-    def add_device(self, name, key=None, epoch=0, device_id=None):
-        check_device_name(name)
-        key = new_key() if key is None else key
-        check_key(key, epoch)
-        now = time.time()
-        with self._write("adding a device") as db:
-            if db.execute("SELECT 1 FROM devices WHERE name = ?", (name,)).fetchone():
-                raise device_exists(name)
-            if device_id is None:
-                device_id = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM devices").fetchone()[0]
-            check_device_id(device_id)
-            if db.execute("SELECT 1 FROM devices WHERE id = ?", (device_id,)).fetchone():
-                raise device_exists("id %d" % device_id)
-            # The change counter starts at the clock (µs), so a device removed and
-            # added again under its id never matches a cache of the old one.
-            db.execute(
-                "INSERT INTO devices (id, name, created_at, version) VALUES (?, ?, ?, ?)",
-                (device_id, name, now, time.time_ns() // 1000),
-            )
-            db.execute("INSERT INTO device_keys VALUES (?, ?, ?, ?, ?)", (device_id, epoch, bytes(key), KEY_CURRENT, now))
-        return self.get_device(device_id)
+    def _take_unsent(self, db, device_id, now):
+        rows = db.execute(
+            "SELECT id, opcode, argument FROM commands WHERE device_id = ? AND sent_at IS NULL ORDER BY id", (device_id,)
+        ).fetchall()
+        db.executemany("UPDATE commands SET sent_at = ? WHERE id = ?", [(now, r[0]) for r in rows])
+        return rows
 
-    def remove_device(self, name_or_id):
-        with self._write("removing a device") as db:
-            device_id = self._device_id(name_or_id)
-            db.execute("DELETE FROM devices WHERE id = ?", (device_id,))  # keys, readings, commands cascade
-            db.execute("DELETE FROM rejections WHERE device_id = ?", (device_id,))
-            db.execute("DELETE FROM device_events WHERE device_id = ?", (device_id,))
+    def _bump_host_seq(self, db, device_id):
+        db.execute("UPDATE devices SET host_seq = host_seq + 1, version = version + 1 WHERE id = ?", (device_id,))
+        return db.execute("SELECT host_seq FROM devices WHERE id = ?", (device_id,)).fetchone()[0]
 
-    def _devices(self, where="", params=(), tail=""):
-        with self._read("listing devices") as db:
-            rows = db.execute("SELECT " + DEVICE_COLUMNS + DEVICE_JOIN + where + " ORDER BY d.id" + tail, params).fetchall()
-        return [_device(row) for row in rows]
-
-    # --- keys ----------------------------------------------------------------
-
-    def set_allowed_numbers(self, name_or_id, numbers):
-        numbers = [str(n) for n in numbers]
-        with self._write("setting allowed numbers") as db:
-            device_id = self._device_id(name_or_id)
-            db.execute(
-                "UPDATE devices SET allowed_numbers = ?, version = version + 1 WHERE id = ?",
-                (json.dumps(numbers), device_id),
-            )
-
-    # --- downlink ------------------------------------------------------------
-
-    def queue_command(self, name_or_id, command):
-        opcode, argument = command
-        with self._write("queueing a command") as db:
-            device_id = self._device_id(name_or_id)
-            cursor = db.execute(
-                "INSERT INTO commands (device_id, opcode, argument, created_at) VALUES (?, ?, ?, ?)",
-                (device_id, opcode, bytes(argument), time.time()),
-            )
-            self._touch(db, device_id)
-            return cursor.lastrowid
-
-    def take_commands(self, name_or_id):
-        with self._write("taking commands") as db:
-            device_id = self._device_id(name_or_id)
-            rows = db.execute(
-                "SELECT id, opcode, argument FROM commands WHERE device_id = ? AND sent_at IS NULL ORDER BY id",
-                (device_id,),
-            ).fetchall()
-            db.executemany("UPDATE commands SET sent_at = ? WHERE id = ?", [(time.time(), r[0]) for r in rows])
-            self._touch(db, device_id)
-        return [(opcode, bytes(argument)) for _, opcode, argument in rows]
-
-    def next_host_seq(self, name_or_id):
-        with self._write("reserving a host sequence number") as db:
-            device_id = self._device_id(name_or_id)
-            db.execute("UPDATE devices SET host_seq = host_seq + 1, version = version + 1 WHERE id = ?", (device_id,))
-            return db.execute("SELECT host_seq FROM devices WHERE id = ?", (device_id,)).fetchone()[0]
-
-    # --- ingest ----------------------------------------------------------------
-
-    @contextmanager
-    def ingest_transaction(self, device_ids, now=None):
-        with self._write("storing a batch") as db:
-            versions = {}
-            ids = list(device_ids)
-            for chunk in _chunks(ids, IDS_PER_QUERY):
-                rows = db.execute(
-                    "SELECT id, version FROM devices WHERE id IN (%s)" % ",".join("?" * len(chunk)), chunk
-                ).fetchall()
-                versions.update(rows)
-            yield versions
-
-    def ingest_states(self, device_ids):
-        ids = list(device_ids)
-        states = []
-        with self._read("loading device state") as db:
-            for chunk in _chunks(ids, IDS_PER_QUERY):
-                marks = ",".join("?" * len(chunk))
-                devices = [_device(r) for r in db.execute(
-                    "SELECT " + DEVICE_COLUMNS + DEVICE_JOIN + "WHERE d.id IN (%s)" % marks, chunk)]
-                keys = {}
-                for device_id, epoch, key, state in db.execute(
-                    "SELECT device_id, epoch, master_key, state FROM device_keys WHERE device_id IN (%s)" % marks, chunk
-                ):
-                    keys.setdefault(device_id, []).append((epoch, bytes(key), state))
-                with_commands = {
-                    row[0]
-                    for row in db.execute(
-                        "SELECT DISTINCT device_id FROM commands WHERE sent_at IS NULL AND device_id IN (%s)" % marks,
-                        chunk,
-                    )
-                }
-                states.extend((d, keys.get(d.id, []), d.id in with_commands) for d in devices)
-        return states
-
-    def write_batch(self, batch):
-        db = self.db
-        if batch.readings:
-            db.executemany(
-                "INSERT INTO readings (device_id, seq, received_at, transport, format, payload, value, ack)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                batch.readings,
-            )
+    def _update_device_states(self, db, rows):
         # One statement per (up to) 500 devices: their state and counters.
-        rows = [
-            (s.id, s.window.to_bytes(), s.last_seq, s.last_seen, s.last_transport, s.host_seq,
-             s.delta_received, s.delta_stored, s.delta_duplicates, s.delta_rejected)
-            for s in batch.devices.values()
-        ]
         for chunk in _chunks(rows, DEVICE_ROWS_PER_STATEMENT):
             db.execute(
-                "WITH v(id, w, ls, seen, tr, hs, dr, ds, dd, dj) AS (VALUES %s)"
-                " UPDATE devices SET replay_window = v.w, last_seq = v.ls, last_seen = v.seen,"
-                " last_transport = v.tr, host_seq = v.hs, received = received + v.dr, stored = stored + v.ds,"
-                " duplicates = duplicates + v.dd, rejected = rejected + v.dj, version = version + 1"
-                " FROM v WHERE devices.id = v.id" % ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * len(chunk)),
-                [x for row in chunk for x in row],
-            )
-        if batch.rejections:
-            db.executemany(
-                COUNT_REJECTIONS,
-                [(device_id, reason, n, batch.now) for (device_id, reason), n in sorted(batch.rejections.items())],
-            )
-        if batch.commands_sent:
-            db.executemany(
-                "UPDATE commands SET sent_at = ?, sent_host_seq = ?, acked_device_seq = ? WHERE id = ?",
-                batch.commands_sent,
-            )
-        acks_kept = getattr(batch, "acks_kept", ())  # (ack, device_id, seq): acks sealed for readings stored without one
-        if acks_kept:
-            db.executemany("UPDATE readings SET ack = ? WHERE device_id = ? AND seq = ?", acks_kept)
-        events = getattr(batch, "events", None)  # {(device_id, event): n}
-        if events:
-            db.executemany(COUNT_EVENTS, [(d, e, n, batch.now) for (d, e), n in sorted(events.items())])
-        for device_id, epoch in batch.promotions.items():
-            db.execute("DELETE FROM device_keys WHERE device_id = ? AND epoch != ?", (device_id, epoch))
-            db.execute("UPDATE device_keys SET state = 'current' WHERE device_id = ?", (device_id,))
-            # The device uses the new key: the rotate-key commands that carried
-            # it are applied, and their argument (epoch + the key) goes.
-            db.execute(
-                "UPDATE commands SET argument = ? WHERE device_id = ? AND opcode = ? AND sent_at IS NOT NULL",
-                (b"", device_id, CMD_ROTATE_KEY),
+                UPDATE_DEVICE_STATES % ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * len(chunk)), [x for row in chunk for x in row]
             )
 
     def count_rejection(self, device_id, reason):
         try:
-            self.db.execute(COUNT_REJECTIONS, (device_id, reason, 1, time.time()))
+            self._add_counts(self.db, "rejections", "reason", [(device_id, reason, 1, time.time())])
         except sqlite3.Error as exc:
             raise _failure("counting a rejection", exc)
         self.generation += 1
-
-    # --- queries -----------------------------------------------------------------
 
     def delete_readings_before(self, when):
         """Retention: deletes readings received before `when` (epoch seconds);
@@ -434,21 +256,3 @@ class SQLiteStorage(SqlQueries, Storage):
         sequence number is still refused as a replay."""
         with self._write("deleting old readings") as db:
             return db.execute("DELETE FROM readings WHERE received_at < ?", (when,)).rowcount
-
-    def _latest(self, where="", params=()):
-        with self._read("reading latest readings") as db:
-            rows = db.execute(
-                "SELECT d.name, r.seq, r.received_at, r.transport, r.format, r.value FROM devices d"
-                " LEFT JOIN readings r ON r.device_id = d.id AND r.seq = d.last_seq " + where + " ORDER BY d.id",
-                params,
-            ).fetchall()
-        return {row[0]: None if row[1] is None else reading_dict(*row[1:]) for row in rows}
-
-    def latest_readings(self, names=None):
-        if names is None:
-            return self._latest()
-        names = list(names)
-        return self._latest("WHERE d.name IN (%s)" % ",".join("?" * len(names)), names) if names else {}
-
-    def _latest_readings_of_ids(self, lo, hi):
-        return self._latest("WHERE d.id BETWEEN ? AND ?", (lo, hi))
