@@ -326,21 +326,47 @@ def test_api_tokens_are_kept_as_digests_and_revoked(db_location, storage):
         storage.revoke_token("ops")
 
 
-def test_a_held_write_lock_is_storage_busy_and_nothing_is_written(tmp_path):
-    """SQLite's one write lock: another process holding it past the busy
-    timeout is StorageBusy. (PostgreSQL waits instead: the next test.)"""
+def _enter_batch(storage, device):
+    """Opens and closes an empty ingest transaction; returns the StorageBusy it raised, if any."""
     from mpseal_host.storage import StorageBusy
 
-    location = str(tmp_path / "db.sqlite")
-    storage, holder = open_storage(location), open_storage(location)
+    try:
+        with storage.ingest_transaction([device.id]):
+            return "entered"
+    except StorageBusy as exc:
+        return exc
+
+
+def _gives_up(call, what="a write to give up waiting for the held lock"):
+    """call() in a thread, its result once it returns: a write that waits
+    for good (the regression) fails the test instead of hanging it; the
+    caller's finally releases the lock, which ends the thread."""
+    import threading
+
+    from conftest import wait_until
+
+    result = []
+    threading.Thread(target=lambda: result.append(call()), daemon=True).start()
+    return wait_until(lambda: result, 60, what)[0]
+
+
+def test_a_lock_held_past_the_busy_timeout_is_storage_busy_and_nothing_is_written(db_location):
+    """Both backends, as the receiver's writer uses them (set_busy_timeout):
+    another session holding the batch's lock (SQLite: the one write lock;
+    PostgreSQL: the device's row, FOR UPDATE) past the busy timeout is
+    StorageBusy with nothing written, so the writer can report the wait and
+    try again; once the lock is free the batch stores."""
+    from mpseal_host.storage import StorageBusy
+
+    storage, holder = open_storage(db_location), open_storage(db_location)
     try:
         device = storage.add_device("greenhouse")
+        storage.set_busy_timeout(0.05)  # PostgreSQL: at least its 1 s slice
         with holder.ingest_transaction([device.id]):
-            storage.set_busy_timeout(0.05)
-            with pytest.raises(StorageBusy):
-                with storage.ingest_transaction([device.id]):
-                    pass
-        storage.set_busy_timeout(5)
+            assert isinstance(_gives_up(lambda: _enter_batch(storage, device)), StorageBusy)
+            [(outcome, ack)] = _gives_up(lambda: _ingest(storage, device, [1]))  # no on_busy: the caller gives up
+            assert (outcome.status, outcome.reason, ack) == ("rejected", "storage_error", None)
+        assert storage.readings("greenhouse") == []
         _ingest(storage, device, [1])  # free again: it stores
         assert [r["seq"] for r in storage.readings("greenhouse")] == [1]
     finally:
@@ -349,18 +375,15 @@ def test_a_held_write_lock_is_storage_busy_and_nothing_is_written(tmp_path):
 
 
 def test_a_held_row_lock_delays_a_postgresql_batch_until_its_commit_and_loses_nothing(pg_cluster):
-    """PostgreSQL: the device row locks that N receivers take in turn are
-    waited for without a timeout (set_busy_timeout changes nothing, see
-    postgres.py): the batch stores once the holder commits; meanwhile the
-    stored readings and their acks (what re-acks are answered from) read as
-    before, and the wait shows in pg_stat_activity. Only an operator's own
-    lock_timeout ends a wait, as StorageBusy, with nothing written."""
+    """PostgreSQL without set_busy_timeout (the CLI): a held device row lock
+    is waited for as long as it is held; the batch stores once the holder
+    commits; meanwhile the stored readings and their acks (what re-acks are
+    answered from) read as before, and the wait shows in pg_stat_activity."""
     import threading
 
     import psycopg
 
     from conftest import wait_until
-    from mpseal_host.storage import StorageBusy
 
     url = pg_cluster.create_database()
     storage, holder = open_storage(url), open_storage(url)
@@ -369,7 +392,6 @@ def test_a_held_row_lock_delays_a_postgresql_batch_until_its_commit_and_loses_no
         device = storage.add_device("greenhouse")
         _ingest(storage, device, [1])
         committed = storage.stored_reading(device.id, 1)
-        storage.set_busy_timeout(0.05)
         results = []
         batch = threading.Thread(target=lambda: results.append(_ingest(storage, device, [2])), daemon=True)
         with holder.ingest_transaction([device.id]):
@@ -385,22 +407,39 @@ def test_a_held_row_lock_delays_a_postgresql_batch_until_its_commit_and_loses_no
         [(outcome, ack)] = results[0]
         assert (outcome.status, ack is not None) == ("stored", True)
         assert [r["seq"] for r in storage.readings("greenhouse")] == [1, 2]
-
-        storage.conn.execute("SET lock_timeout = '50ms'")  # an operator's setting, not ours
-        with holder.ingest_transaction([device.id]):
-            with pytest.raises(StorageBusy):
-                with storage.ingest_transaction([device.id]):
-                    pass
-            [(outcome, ack)] = _ingest(storage, device, [3])
-            assert (outcome.status, outcome.reason, ack) == ("rejected", "storage_error", None)
-        storage.conn.execute("RESET lock_timeout")
-        assert [r["seq"] for r in storage.readings("greenhouse")] == [1, 2]
-        _ingest(storage, device, [3])  # the board retransmits: stored now
-        assert [r["seq"] for r in storage.readings("greenhouse")] == [1, 2, 3]
     finally:
         watcher.close()
         for s in (reader, holder, storage):
             s.close()
+
+
+def test_an_operators_postgresql_lock_timeout_is_kept_and_ends_a_wait_as_storage_busy(pg_cluster):
+    """An operator's lock_timeout (here in the URL's options, as a role's or
+    postgresql.conf's would be) is what a write transaction runs with, also
+    once the writer's busy timeout is set; without one the transaction gets
+    the writer's slice. A wait past it is StorageBusy, nothing written."""
+    from mpseal_host.storage import StorageBusy
+
+    url = pg_cluster.create_database()
+    storage, holder = open_storage(url + "?options=-c%20lock_timeout%3D50ms"), open_storage(url)
+    try:
+        device = storage.add_device("greenhouse")
+        for s, busy_timeout, expected in ((storage, None, "50ms"), (storage, 0.25, "50ms"), (holder, 0.25, "1s"),
+                                          (holder, 3, "3s")):
+            if busy_timeout is not None:
+                s.set_busy_timeout(busy_timeout)
+            with s._write("reading the lock timeout") as conn:
+                assert conn.execute("SHOW lock_timeout").fetchone()[0] == expected
+        with holder.ingest_transaction([device.id]):
+            assert isinstance(_gives_up(lambda: _enter_batch(storage, device)), StorageBusy)
+            [(outcome, ack)] = _gives_up(lambda: _ingest(storage, device, [3]))
+            assert (outcome.status, outcome.reason, ack) == ("rejected", "storage_error", None)
+        assert storage.readings("greenhouse") == []
+        _ingest(storage, device, [3])  # the board retransmits: stored now
+        assert [r["seq"] for r in storage.readings("greenhouse")] == [3]
+    finally:
+        holder.close()
+        storage.close()
 
 
 def test_a_read_only_connection_reads_and_never_writes(db_location, storage):

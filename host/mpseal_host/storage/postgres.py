@@ -34,6 +34,15 @@ from mpseal_host.storage.model import StorageBusy, StorageUnavailable, device_ex
 SCHEMA_VERSION = migrations_postgres.SCHEMA_VERSION
 PARTITION_LOCK = 4740_0002  # pg_advisory_xact_lock key: creating partitions
 PARTITION_NAME = re.compile(r"^readings_p(\d{4})(\d{2})$")
+# The row locks of a batch's devices are also how N receivers take turns (a
+# batch holds them for ~0.2 s at most): a lock wait shorter than this is that
+# ordinary turn-taking, not a lock held elsewhere, and does not end the wait.
+MIN_LOCK_SLICE_S = 1.0
+# The transaction's own lock_timeout, unless the session has one (an operator's).
+LOCK_SLICE = (
+    "SELECT set_config('lock_timeout', CASE current_setting('lock_timeout') WHEN '0' THEN %s::text || 'ms'"
+    " ELSE current_setting('lock_timeout') END, true)"
+)
 # The bulk writes of an ingest batch: COPY, and one statement over arrays.
 COPY_READINGS = "COPY " + READING_COLUMNS + " FROM STDIN"
 UNNEST_COUNTS = "SELECT * FROM unnest(?::bigint[], ?::text[], ?::bigint[], ?::float8[])"
@@ -99,6 +108,7 @@ class PostgresStorage(SqlQueries, Storage):
         self.location = _safe_location(url)
         self._months = set()  # (year, month) partitions known to exist
         self._in_batch = False
+        self.lock_slice_ms = None  # set_busy_timeout(): lock waits in slices of this many ms
         self.read_only = read_only
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
@@ -120,17 +130,22 @@ class PostgresStorage(SqlQueries, Storage):
         return StorageUnavailable("%s on %s failed: %s" % (what, self.location, text[0] if text else type(exc).__name__))
 
     def set_busy_timeout(self, seconds):
-        """No lock_timeout here: the device row locks N receivers take in turn
-        are the design (each batch waits for the one before, then reloads
-        what it changed); a timeout would turn that ordinary contention into
-        retries and lock-wait mode. A LockNotAvailable (an operator's own
-        lock_timeout) still comes out as StorageBusy."""
-        self.busy_timeout = seconds
+        """Each write transaction from now on waits at most `seconds` (never
+        less than MIN_LOCK_SLICE_S) for a row or table lock, then raises
+        StorageBusy with nothing written: the receiver's writer then reports
+        the wait (lock-wait mode: re-acks of committed readings go on) and
+        tries the batch again, as long as it takes. Without this call
+        (the CLI) a write waits for a lock as long as it takes. An operator's
+        own lock_timeout (URL options, role, database, postgresql.conf or a
+        SET) is left as it is: it keeps ending a wait as StorageBusy."""
+        self.lock_slice_ms = max(1, int(max(seconds, MIN_LOCK_SLICE_S) * 1000))
 
     @contextmanager
     def _write(self, what):
         try:
             with self.conn.transaction():
+                if self.lock_slice_ms is not None:
+                    self.conn.execute(LOCK_SLICE, (self.lock_slice_ms,))
                 yield self.conn
                 self.conn.execute("SELECT nextval('changes')")
         except pg_errors.LockNotAvailable as exc:
