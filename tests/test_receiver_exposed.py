@@ -18,7 +18,7 @@ import pytest
 import mpseal
 from mpseal import payload
 from conftest import BIN, wait_until
-from mpseal_host.storage import Storage
+from mpseal_host.storage import Storage, open_storage
 from receiver_helpers import RunningReceiver
 
 pytestmark = pytest.mark.slow
@@ -257,46 +257,87 @@ def test_log_output_stays_bounded_under_floods(db, device):
     assert device.master_key.hex() not in err
 
 
-LOCKER = """
-import sqlite3, sys, time
+# Another process holding the lock a batch needs, until a line on its stdin:
+# SQLite's one write lock; on PostgreSQL the device's row (FOR UPDATE).
+LOCKERS = {
+    "sqlite": """
+import sqlite3, sys
 db = sqlite3.connect(sys.argv[1], isolation_level=None)
 db.execute("BEGIN IMMEDIATE")
 print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
+sys.stdin.readline()
 db.execute("ROLLBACK")
-"""
-LOCK_S = 12.0  # longer than SQLite's usual 10 s busy timeout, which used to freeze the receiver
+""",
+    "postgresql": """
+import sys, psycopg
+conn = psycopg.connect(sys.argv[1])  # a transaction: the row stays locked until the rollback
+conn.execute("SELECT id FROM devices WHERE id = %s FOR UPDATE", (int(sys.argv[2]),)).fetchone()
+print("locked", flush=True)
+sys.stdin.readline()
+conn.rollback()
+""",
+}
+LOCK_S = 12.0  # held at least this long: past SQLite's usual 10 s busy timeout, which used to freeze the receiver
 
 
-def test_a_lock_held_by_another_process_delays_only_storage(db, device):
+@pytest.fixture(params=sorted(LOCKERS))
+def locked_db(request, tmp_path):
+    """(backend, database location, device) on a fresh database of each backend."""
+    if request.param == "sqlite":
+        location = str(tmp_path / "db.sqlite")
+    else:
+        location = request.getfixturevalue("pg_cluster").create_database()
+    storage = open_storage(location)
+    device = storage.add_device("greenhouse")
+    storage.close()
+    return request.param, location, device
+
+
+def test_a_lock_held_by_another_process_delays_only_storage(locked_db):
+    """Both backends alike: while another process holds the lock, committed
+    readings are re-acked at once, the API answers, the wait is one log line
+    and lock_waits 1; once it is released, everything queued is stored and
+    acked, nothing lost."""
+    backend, db, device = locked_db
     receiver = RunningReceiver(db)
     key = device.master_key
+    locker = None
     try:
         committed = mpseal.seal(key, device.id, 1, READING)
-        first_ack = receiver.udp_exchange(committed)
+        first_ack = receiver.udp_exchange(committed, timeout=10)
         assert first_ack is not None
-        locker = subprocess.Popen([sys.executable, "-c", LOCKER, db, str(LOCK_S)], stdout=subprocess.PIPE, text=True)
+        locker = subprocess.Popen([sys.executable, "-c", LOCKERS[backend], db, str(device.id)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert locker.stdout.readline().strip() == "locked"
         locked_at = time.monotonic()
         waiting = [mpseal.seal(key, device.id, seq, READING) for seq in range(2, 12)]
         for packet in waiting:
             receiver.sock.sendto(packet, receiver.udp)
-        wait_until(lambda: receiver.get("/healthz")[1]["storage_waiting_for_lock"], 10, "the writer to see the lock")
-        # the loop keeps going: the committed reading is re-acked, the API answers
-        assert receiver.udp_exchange(committed, timeout=2) == first_ack
+        wait_until(lambda: receiver.get("/healthz")[1]["storage_waiting_for_lock"], 30, "the writer to see the lock")
+        # the loop keeps going: the committed reading is re-acked (the board
+        # retrying until it gets one), the API answers
+        assert wait_until(lambda: receiver.udp_exchange(committed, timeout=2), 30, "a re-ack while locked") == first_ack
         assert receiver.get("/api/devices")[0] == 200
-        assert time.monotonic() - locked_at < LOCK_S, "checked while the lock was still held"
-        locker.wait(timeout=LOCK_S + 10)
+        stats = receiver.get("/api/stats")[1]
+        assert stats["stored"] == 1 and stats["receiver"]["lock_waits"] == 1
+        time.sleep(max(0.0, LOCK_S - (time.monotonic() - locked_at)))  # the stimulus: a long lock
+        locker.communicate("release\n", timeout=30)
+        assert locker.returncode == 0
         # the board's next retries are answered once the queued batch is stored
-        acked = wait_until(lambda: all(receiver.udp_exchange(p, timeout=1) is not None for p in waiting), 20, "acks after the lock")
+        acked = wait_until(lambda: all(receiver.udp_exchange(p, timeout=1) is not None for p in waiting), 60, "acks after the lock")
         assert acked
         stats = receiver.get("/api/stats")[1]
         assert stats["stored"] == 11 and stats["rejected"] == 0
         assert stats["receiver"]["reacks_while_locked"] >= 1 and stats["receiver"]["lock_waits"] == 1
+        assert receiver.get("/healthz")[1]["storage_waiting_for_lock"] is False
     finally:
+        if locker is not None and locker.poll() is None:
+            locker.kill()
+            locker.wait(30)
         code, _, err = receiver.stop()
     assert code == 0
-    assert "locked by another process" in err and "lock released after" in err
-    storage = Storage(db)
+    assert err.count("locked by another process") == 1, err
+    assert "lock released after" in err
+    storage = open_storage(db)
     assert [r["seq"] for r in storage.readings("greenhouse", limit=100)] == list(range(1, 12))
     storage.close()

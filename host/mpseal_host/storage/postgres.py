@@ -13,6 +13,12 @@ reloads that device (window, host seq, unsent commands) before it looks at
 its own packets: the second copy of a packet is then a duplicate, never a
 second reading, and a command is taken by exactly one ack.
 
+The receiver's writer (set_busy_timeout) waits for those locks in slices: a
+lock_timeout per write transaction, at least MIN_LOCK_SLICE_S, so a session
+holding a device row for long (a psql FOR UPDATE, a long command) is
+StorageBusy with nothing written and the writer reports the wait and tries
+again, as with SQLite's busy timeout, while re-acks of committed readings go on.
+
 Readings are partitioned by calendar month (UTC) on received_at; writers
 create the partition of the current and the next month ahead of time, and
 delete_readings_before() drops whole partitions.
