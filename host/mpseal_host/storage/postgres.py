@@ -144,7 +144,7 @@ class PostgresStorage(SqlQueries, Storage):
         (the CLI) a write waits for a lock as long as it takes. An operator's
         own lock_timeout (URL options, role, database, postgresql.conf or a
         SET) is left as it is: it keeps ending a wait as StorageBusy."""
-        self.lock_slice_ms = max(1, int(max(seconds, MIN_LOCK_SLICE_S) * 1000))
+        self.lock_slice_ms = int(max(seconds, MIN_LOCK_SLICE_S) * 1000)
 
     @contextmanager
     def _write(self, what):
