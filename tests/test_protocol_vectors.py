@@ -34,14 +34,14 @@ def test_vectors_on_micropython_from_source(micropython):
     result = micropython([os.path.join(REPO, "tests", "mp", "check_vectors.py"), VECTORS], heap=None)
     out = result.stdout.decode()
     assert result.returncode == 0, out + result.stderr.decode()
-    assert out.strip().endswith("66 passed, 0 failed")
+    assert out.strip().endswith("73 passed, 0 failed")
 
 
 def test_vectors_on_micropython_with_48k_heap(micropython, shared_mpy):
     result = micropython([os.path.join(REPO, "tests", "mp", "check_vectors.py"), VECTORS], heap="48k", env_path=shared_mpy)
     out = result.stdout.decode()
     assert result.returncode == 0, out + result.stderr.decode()
-    assert out.strip().endswith("66 passed, 0 failed")
+    assert out.strip().endswith("73 passed, 0 failed")
 
 
 def test_vectors_on_cpython():
@@ -51,7 +51,7 @@ def test_vectors_on_cpython():
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "shared"))
     result = subprocess.run([sys.executable, os.path.join(REPO, "tests", "mp", "check_vectors.py"), VECTORS], env=env, capture_output=True)
     assert result.returncode == 0, result.stdout.decode()
-    assert result.stdout.decode().strip().endswith("66 passed, 0 failed")
+    assert result.stdout.decode().strip().endswith("73 passed, 0 failed")
 
 
 def test_hmac_matches_rfc4231_and_cpython():

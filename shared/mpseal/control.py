@@ -7,6 +7,9 @@
 #   command                = opcode u8 | argument length u8 | argument bytes
 #   resync request payload = nonce (16) | reason u8             device -> host
 #   resync payload         = nonce (16) | highest device seq u32 | host seq u32
+#   cumulative ack payload = highest stored device seq u32 | bitmap u64 | command*
+#                            (bit i of the bitmap: seq highest - i is stored;
+#                            the host's replay-window state, section 5)
 # The board decodes these itself (firmware/downlink.py, commands.py) so it
 # never loads this module; tests/test_firmware_units.py checks they agree.
 import struct
@@ -15,6 +18,8 @@ from mpseal.packet import InvalidPacket
 
 TYPE_RESYNC_REQUEST = 4  # message types of the resync exchange (packet.py's TYPE_DIRECTION has them as numbers)
 TYPE_RESYNC = 5
+TYPE_CUMULATIVE_ACK = 6  # host -> device, a host seq: what is stored of the last 64 (LoRaWAN, docs/lorawan.md)
+CUMULATIVE_WINDOW = 64  # seqs a cumulative ack speaks for: highest and the 63 below it
 
 CMD_READ_NOW = 1  # no argument
 CMD_SET_INTERVAL = 2  # u32 seconds
@@ -132,3 +137,24 @@ def decode_resync(payload):
         raise InvalidPacket("bad_payload", "resync answer must be 24 bytes")
     device_seq, host_seq = struct.unpack(">II", bytes(payload[RESYNC_NONCE_SIZE:]))
     return bytes(payload[:RESYNC_NONCE_SIZE]), device_seq, host_seq
+
+
+def encode_cumulative_ack(highest, bitmap, commands=()):
+    """highest: the highest device seq stored; bitmap: bit i set when seq
+    highest - i is stored (bit 0, highest itself, is set whenever highest > 0)."""
+    if not 0 <= highest <= 0xFFFFFFFF or not 0 <= bitmap < (1 << 64):
+        raise ValueError("a cumulative ack is a u32 seq and a 64-bit bitmap")
+    return struct.pack(">IQ", highest, bitmap) + encode_commands(commands)
+
+
+def decode_cumulative_ack(payload):
+    """Returns (highest, bitmap, [(opcode, argument bytes)])."""
+    if len(payload) < 12:
+        raise InvalidPacket("bad_payload", "cumulative ack shorter than 12 bytes")
+    highest, bitmap = struct.unpack(">IQ", bytes(payload[:12]))
+    return highest, bitmap, decode_commands(payload[12:])
+
+
+def stored_seqs(highest, bitmap):
+    """The device seqs a cumulative ack says are stored, newest first."""
+    return [highest - i for i in range(CUMULATIVE_WINDOW) if bitmap >> i & 1 and highest - i > 0]

@@ -21,8 +21,9 @@ TYPE_COMMAND = 3
 # 4 = resync request (device -> host), 5 = resync (host -> device): named in
 # mpseal.control (TYPE_RESYNC_REQUEST, TYPE_RESYNC), not here, because every
 # name this module defines is interned on a board for good (docs/firmware.md
-# "Memory and size"); types above 3 carry sequence 0 (docs/protocol.md 5).
-TYPE_DIRECTION = {TYPE_READING: TO_HOST, TYPE_ACK: TO_DEVICE, TYPE_COMMAND: TO_DEVICE, 4: TO_HOST, 5: TO_DEVICE}
+# "Memory and size"); types 4 and 5 carry sequence 0 (docs/protocol.md 5).
+# 6 = cumulative ack (host -> device, LoRaWAN: mpseal.control), a host seq.
+TYPE_DIRECTION = {TYPE_READING: TO_HOST, TYPE_ACK: TO_DEVICE, TYPE_COMMAND: TO_DEVICE, 4: TO_HOST, 5: TO_DEVICE, 6: TO_DEVICE}
 # (Type names for people, and Header as a dict, live in the host CLI:
 # mpseal_host/commands/packets.py. A board never prints them.)
 
@@ -69,7 +70,7 @@ def seal(key, device_id, seq, payload, type=TYPE_READING, epoch=0, version=VERSI
     if type not in TYPE_DIRECTION:
         raise ValueError("unknown message type %r" % type)
     # resync messages (types 4, 5) carry sequence 0, all others 1..2**32-1
-    if (seq == 0) != (type > TYPE_COMMAND) or not 0 <= seq <= MAX_SEQ:
+    if (seq == 0) != (3 < type < 6) or not 0 <= seq <= MAX_SEQ:
         raise ValueError("sequence number must be 1..2**32-1 (0 for resync messages, and only for them)")
     if not 0 <= epoch <= 255 or not 0 <= device_id <= 0xFFFFFFFF:
         raise ValueError("epoch must fit u8 and device id u32")
@@ -118,7 +119,7 @@ def parse_header(packet):
     # docs/protocol.md section 5: sequence 0 only on resync messages (their
     # uniqueness is the random nonce that starts their payload), so a resync
     # never enters a replay window and 0 is refused the same way everywhere.
-    if (header.seq == 0) != (header.type > TYPE_COMMAND):
+    if (header.seq == 0) != (3 < header.type < 6):
         raise InvalidPacket("bad_seq")
     return header
 

@@ -51,6 +51,15 @@ for v in load("verify"):
         got = (h(data[:16]),) + struct.unpack(">II", data[16:24])
         check(len(data) == 24 and got == (want["nonce"], want["device_seq"], want["host_seq"]), "verify resync: " + v["desc"])
 
+for v in load("cumulative"):  # sealed as given, opened, and read as a board reads it (firmware/lorawan_acks.py)
+    key = unhexlify(v["master_key"])
+    packet = mpseal.seal(key, v["device_id"], v["seq"], unhexlify(v["payload"]), type=v["type"], epoch=v["epoch"], version=v["version"])
+    check(h(packet) == v["packet"], "generate: " + v["desc"])
+    header, data = mpseal.unseal(packet, key, direction=mpseal.TO_DEVICE)
+    want = v["cumulative"]
+    got = (header.type, header.seq, struct.unpack(">I", data[:4])[0], h(data[4:12]), h(data[12:]))
+    check(got == (6, v["seq"], want["highest"], want["bitmap"], want["commands"]), "verify cumulative ack: " + v["desc"])
+
 for name in ("invalid", "invalid_seq"):
     for v in load(name):
         window = mpseal.ReplayWindow.from_bytes(unhexlify(v["window"])) if v["window"] else None

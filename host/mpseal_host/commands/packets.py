@@ -146,6 +146,7 @@ TYPE_NAMES = {
     mpseal.TYPE_COMMAND: "command",
     control.TYPE_RESYNC_REQUEST: "resync-request",
     control.TYPE_RESYNC: "resync",
+    control.TYPE_CUMULATIVE_ACK: "cumulative-ack",
 }
 
 
@@ -168,6 +169,9 @@ def decode_payload(type, data):
         return {"acked_seq": acked, "commands": [command_dict(*c) for c in commands]}
     if type == mpseal.TYPE_COMMAND:
         return {"commands": [command_dict(*c) for c in control.decode_command_packet(data)]}
+    if type == control.TYPE_CUMULATIVE_ACK:
+        highest, bitmap, commands = control.decode_cumulative_ack(data)
+        return {"highest_seq": highest, "stored": control.stored_seqs(highest, bitmap), "commands": [command_dict(*c) for c in commands]}
     if type == control.TYPE_RESYNC_REQUEST:
         nonce, reason = control.decode_resync_request(data)
         return {"nonce": nonce.hex(), "reason": reason}
