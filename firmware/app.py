@@ -68,6 +68,7 @@ class App:
         for transport in self.transports:
             if hasattr(transport, "handle"):  # it checks each reply while it waits (transport_udp)
                 transport.handle = self.downlink.handle
+                transport.seqs = self.seqs  # a LoRa resend takes a fresh FCnt from it (transport_lorawan)
         self.values = {}
         self.read_now = False
         self.reboot = False

@@ -15,6 +15,9 @@
 #   its commands.
 # - A resync answer counts only if it carries the nonce of the request in
 #   flight (recovery.py).
+# - A cumulative ack (type 6, LoRaWAN) acts once: only with a host seq fresh
+#   in the RAM window (handle returns its payload, the transport releases
+#   the frames it names stored); its commands follow the rules above.
 #
 # `awaiting` is what the board waits for: a device seq (int: its ack), a
 # nonce (bytes: the resync answer, which then replaces it with the tuple
@@ -82,13 +85,19 @@ class Downlink:
                     c.stale_acks += 1  # a late reply to an earlier retry: its commands never run
                     return False
                 start = 4
+            elif header.type == 6:  # cumulative ack (LoRaWAN): highest u32 | bitmap u64 | command* (mpseal.control)
+                if len(payload) < 12:
+                    raise mpseal.InvalidPacket("bad_payload")
+                start = 12
             if not fresh:
                 c.replayed += 1  # seen before: an ack still acknowledges, nothing runs
                 return start == 4
             self.window.update(header.seq)
             if len(payload) > start:
                 self.commands = (header.seq, payload, start)
-            return start == 4
+            # A fresh cumulative ack: its payload, for the transport that
+            # keeps the frames it names (transport_lorawan -> lorawan_acks).
+            return payload if start == 12 else start == 4
         except mpseal.InvalidPacket:  # forged, corrupt, foreign, or a malformed command payload
             c.bad_replies += 1
         return False

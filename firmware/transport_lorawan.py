@@ -24,18 +24,29 @@
 #   the app like a UDP reply. MAC commands (FOpts, FPort 0) are ignored: set
 #   the device's MAC settings on TTN to match the config (docs/lorawan.md).
 # - No ack per frame (TTN allows ~10 downlinks a day): a frame that went on air
-#   counts as delivered, so the app does not queue or resend it. This uses the
-#   app's `handle` contract (as transport_udp): a downlink caught in RX1/RX2
-#   goes to `handle` (the app's Downlink.handle: commands, acks, replay rules)
-#   here, and send() returns a reply (b"") exactly when the frame went out, so
-#   the app counts it as acked. No change to app.py: a UDP board at 48k feels
-#   even two more lines there (the rotation-under-traffic test failed).
+#   leaves the app's queue (send() returns a reply, b"", exactly when it went
+#   out: the app's `handle` contract, as transport_udp) and waits here, in
+#   flash (/unacked, outbox.Outbox, at most queue_max), for a *cumulative
+#   ack*: the host's highest stored seq and a bitmap of the 63 below it
+#   (docs/protocol.md, type 6), sent a few times a day. lorawan_acks.py
+#   (loaded per ack) releases what it names stored, drops what the host can
+#   no longer take (64 or more below its highest: too_old there), and notes
+#   the gaps; poll() resends one gap per call when the duty cycle allows.
+#   A resend carries the same sealed bytes (same mpseal seq: stored once)
+#   under a FRESH FCnt taken from the app's sequence store (the app hands it
+#   over as `seqs`): TTN's frame counter check needs every FCnt above the last,
+#   and a number from that store is never used twice. That number is then
+#   never a reading's seq (the host sees a gap there that nobody fills).
+# - A downlink caught in RX1/RX2 goes to `handle` (the app's Downlink.handle:
+#   commands, acks, replay rules); a fresh cumulative ack comes back from it
+#   as its payload.
 import time
 from micropython import const
 
 import hw_lora
 import lazy
 import lorawan
+import outbox
 import sx1276
 
 _RX_SYMBOLS = const(8)  # preamble symbols a window waits for (RegSymbTimeout)
@@ -57,27 +68,65 @@ class Transport:
         self.sent = False
         self.rejected = None
         self.handle = None  # the app sets Downlink.handle
+        self.seqs = None  # the app sets its SequenceStore: FCnts for resends
+        self.unacked = outbox.Outbox(config.queue_max, "/unacked")  # on air, not yet in a cumulative ack
+        self.missing = []  # seqs the last cumulative ack found missing, oldest first: poll() resends them
         self.rssi = self.snr = 0
 
     def send(self, packet):
         self.sent = False
         self.rejected = None
-        r = self.region
-        if len(packet) > r.MAX_PAYLOAD[self.dr]:
+        if len(packet) > self.region.MAX_PAYLOAD[self.dr]:
             self.rejected = "too_big_for_dr"  # never fits this data rate: the app drops it
             return None
+        seq = int.from_bytes(packet[7:11], "big")
+        if not self.transmit(seq, packet):
+            return None
+        self.unacked.push(seq, packet)  # until a cumulative ack names it stored
+        return b""  # on air: the app's part is done
+
+    def poll(self):
+        """Resends the oldest reading a cumulative ack found missing, under a
+        fresh FCnt, when a sub-band may send. Downlinks in its windows go to
+        `handle`; returns None (nothing for the app's poll)."""
+        missing = self.missing
+        if not missing or self.seqs is None or lorawan.pick(self.region, self.duty, time.ticks_ms()) is None:
+            return None
+        seq = missing[0]
+        item = self.unacked.oldest(seq - 1)
+        if item is None or item[0] != seq:  # released meanwhile, or dropped (queue full)
+            missing.pop(0)
+            return None
+        try:
+            fcnt = self.seqs.next()  # burnt for readings: FCnts must only grow
+        except OSError:  # the reservation could not be written: try again later
+            return None
+        if fcnt is None:  # no sequence store (resync pending) or used up
+            return None
+        if self.transmit(fcnt, item[1]):
+            if missing and missing[0] == seq:
+                missing.pop(0)
+            print("mpseal lorawan: resent %d as FCnt %d" % (seq, fcnt))
+        return None
+
+    def transmit(self, fcnt, packet):
+        """One uplink carrying `packet` under `fcnt`, then RX1/RX2. True when
+        it went on air; False when no sub-band may send yet or the radio
+        failed (no TxDone): the caller keeps the packet."""
+        self.sent = False
+        r = self.region
         now = time.ticks_ms()
         channel = lorawan.pick(r, self.duty, now)
         if channel is None:
-            return None  # duty cycle: every sub-band must stay silent a while longer
-        frame = lorawan.uplink(self.session, int.from_bytes(packet[7:11], "big"), self.fport, packet)
+            return False  # duty cycle: every sub-band must stay silent a while longer
+        frame = lorawan.uplink(self.session, fcnt, self.fport, packet)
         sf = r.SPREADING_FACTOR[self.dr]
         bw = r.BANDWIDTH_KHZ[self.dr]
         airtime = lorawan.airtime_us(sf, bw, len(frame), r.PREAMBLE) // 1000 + 1
         band = r.CHANNEL_BAND[channel]
         if self.gap and airtime * r.BANDS[band] > self.gap:
             self.rejected = "duty_cycle"  # this frame's off-time is longer than the sleep: never legal here
-            return None
+            return False
         radio = self.radio
         try:
             radio.configure(r.CHANNELS[channel], sf, bw, self.power, r.SYNC_WORD, r.PREAMBLE)
@@ -89,11 +138,13 @@ class Transport:
             if reply is None:
                 reply = self.listen(done, self.rx1_delay + 1000, r.RX2_FREQUENCY, self.rx2_dr)
             radio.sleep()
-            if reply is not None and self.handle is not None:
-                self.handle(reply)  # an ack (for an earlier frame) or commands
-            return b""  # on air: delivered, as far as LoRa can tell
-        except OSError:  # SPI trouble, no TxDone: link trouble, the app queues the packet
-            return None
+        except OSError:  # SPI trouble, no TxDone: link trouble, the caller keeps the packet
+            return False
+        if reply is not None and self.handle is not None:
+            got = self.handle(reply)  # acks, commands (run by the app after the cycle)
+            if got and got is not True:  # a fresh cumulative ack's payload (downlink.py)
+                lazy.call("lorawan_acks", "take", self, got)  # rare: loaded for this ack only
+        return True
 
     def listen(self, done, delay, frequency, dr):
         """One receive window opening `delay` ms after the uplink ended at

@@ -12,6 +12,7 @@ KEYS = {"dev_addr": "260b0007", "nwk_s_key": "2b7e151628aed2a6abf7158809cf4f3c",
 class Config:
     power = "always-on"
     interval_s = 0
+    queue_max = 100
 
     def __init__(self, **lorawan):
         section = dict(KEYS)
@@ -64,4 +65,52 @@ c.interval_s = 300
 t = make(c)
 assert t.send(packet(10)) == b"" and t.sent
 print("ok interval mode sends only when the sleep is a long enough off-time")
+
+
+class Seqs:  # the app's SequenceStore, as far as a resend uses it
+    def __init__(self, n):
+        self.n = n
+
+    def next(self):
+        self.n += 1
+        return self.n - 1
+
+
+def cumulative(highest, stored):
+    bits = 0
+    for seq in stored:
+        bits |= 1 << (highest - seq)
+    return struct.pack(">I", highest) + bits.to_bytes(8, "big")
+
+
+import lorawan_acks  # noqa: E402  (what transport_lorawan loads per ack)
+
+t = make(Config(data_rate=5))
+t.duty.used = lambda *a: None  # no duty-cycle waits in this unit test (tested above)
+t.seqs = Seqs(200)
+assert t.unacked.seqs == [6, 10, 70000, 70001], t.unacked.seqs  # the frames sent above, kept in flash across a new Transport (a reboot)
+for seq in list(t.unacked.seqs):
+    t.unacked.remove(seq)
+for seq in (100, 101, 102, 103, 120, 130):
+    assert t.send(packet(seq)) == b""
+assert t.unacked.seqs == [100, 101, 102, 103, 120, 130]  # on air, kept in flash until a cumulative ack
+# the host stored 101, 103 and 120 (its highest); 100 and 102 never arrived; 130 came after the ack was made
+lorawan_acks.take(t, cumulative(120, (120, 103, 101)))
+assert t.unacked.seqs == [100, 102, 130] and t.missing == [100, 102], (t.unacked.seqs, t.missing)
+chip = t.radio.spi.chip
+sent = chip.transmitted
+t.poll()  # one resend per call: the oldest gap, the same sealed bytes under a fresh FCnt
+frame = bytes(chip.fifo[: chip.regs[0x22]])
+assert frame[6:8] == struct.pack("<H", 200) and t.missing == [102] and t.seqs.n == 201
+t.poll()
+assert t.missing == [] and t.seqs.n == 202 and chip.transmitted == sent + 2
+t.poll()  # nothing left to resend
+assert chip.transmitted == sent + 2 and t.unacked.seqs == [100, 102, 130]  # resent, still kept until acked
+lorawan_acks.take(t, cumulative(140, (140, 130, 102, 100)))
+assert t.unacked.seqs == [] and t.missing == []
+assert t.send(packet(150)) == b""
+# 150 is 100 below the host's highest: its window refuses it (too_old), so it is dropped, counted
+lorawan_acks.take(t, cumulative(250, (250,)))
+assert t.unacked.seqs == [] and t.missing == [] and t.unacked.dropped == 1
+print("ok cumulative acks release what is stored, resend gaps under fresh FCnts, drop what is too old")
 print("ok")
