@@ -26,6 +26,7 @@ DEVICE_ID = 12
 def storage(tmp_path):
     s = Storage(str(tmp_path / "db.sqlite"))
     s.add_device("lora", key=KEY, device_id=DEVICE_ID)
+    s.set_ttn_id("lora", "mpseal-12")  # the registry's mapping (mpseal devices add lora --ttn-id mpseal-12)
     yield s
     s.close()
 
@@ -34,7 +35,7 @@ def reading(seq, version=mpseal.VERSION_COMPACT):
     return mpseal.seal(KEY, DEVICE_ID, seq, encode_values({"temperature": 20.5}), version=version)
 
 
-def uplink_doc(packet, device="mpseal-12", f_cnt=70000, rssi=-101, snr=-3.5):
+def uplink_doc(packet, device="mpseal-12", f_cnt=70000, rssi=-101, snr=-3.5, sf=7):
     return {
         "end_device_ids": {"device_id": device, "application_ids": {"application_id": "app"}, "dev_addr": "260B000C"},
         "received_at": "2026-12-01T08:00:00.5Z",
@@ -43,6 +44,7 @@ def uplink_doc(packet, device="mpseal-12", f_cnt=70000, rssi=-101, snr=-3.5):
             "f_cnt": f_cnt,
             "frm_payload": base64.b64encode(packet).decode(),
             "rx_metadata": [{"gateway_ids": {"gateway_id": "a"}, "rssi": rssi - 10, "snr": -9}, {"gateway_ids": {"gateway_id": "b"}, "rssi": rssi, "snr": snr}],
+            "settings": {"data_rate": {"lora": {"bandwidth": 125000, "spreading_factor": sf, "coding_rate": "4/5"}}},
         },
     }
 
@@ -50,6 +52,11 @@ def uplink_doc(packet, device="mpseal-12", f_cnt=70000, rssi=-101, snr=-3.5):
 def test_parse_uplink_takes_the_best_gateway():
     up = ttn.parse_uplink(json.dumps(uplink_doc(b"abc")).encode())
     assert (up.device_id, up.packet, up.f_cnt, up.f_port, up.rssi, up.snr, up.dev_addr) == ("mpseal-12", b"abc", 70000, 1, -101, -3.5, "260B000C")
+    assert up.data_rate == 5 and up.max_downlink() == 222
+    assert ttn.parse_uplink(json.dumps(uplink_doc(b"abc", sf=12))).max_downlink() == 51
+    doc = uplink_doc(b"abc")
+    del doc["uplink_message"]["settings"]
+    assert ttn.parse_uplink(json.dumps(doc)).max_downlink() == 51  # unknown: DR0's budget fits any RX1
 
 
 @pytest.mark.parametrize(
@@ -73,40 +80,80 @@ def test_bad_documents_are_refused_with_a_reason_and_counted(storage, raw, reaso
     assert "\n" not in str(outcome)
 
 
-def test_stored_once_whichever_way_it_arrives_and_radio_kept(storage):
+def test_stored_once_whichever_way_it_arrives_with_rssi_and_snr(storage):
     ingestor = Ingestor(storage)
-    core = ttn.TtnIngest(ingestor, {"mpseal-12": DEVICE_ID}, ttn.AckSchedule(plain_every=3600))
+    core = ttn.TtnIngest(ingestor, ttn.AckPolicy(after=1))
     packet = reading(1)
     outcome, up, down = core.handle(json.dumps(uplink_doc(packet)), 1000.0)
     assert outcome.status == STORED and outcome.transport == "lorawan"
-    # the first ack goes down (nothing sent to this device yet); compact, like the reading
+    # the cumulative ack (policy: after every reading here); compact, like the reading, and fits DR0
     assert down is not None and down[0] == mpseal.VERSION_COMPACT and len(down) <= 51
     header, payload = mpseal.unseal(down, KEY, direction=mpseal.TO_DEVICE)
-    assert control.decode_ack(payload)[0] == 1
+    assert header.type == control.TYPE_CUMULATIVE_ACK and control.stored_seqs(*control.decode_cumulative_ack(payload)[:2]) == [1]
     assert core.radio[DEVICE_ID] == (-101, -3.5, 70000, "2026-12-01T08:00:00.5Z")
     # the same reading via Wi-Fi, and TTN delivering it twice: stored once, no downlink spent
     assert ingestor.ingest([(packet, "udp")])[0][0].status == DUPLICATE
     outcome, _, down = core.handle(json.dumps(uplink_doc(packet)), 1001.0)
     assert outcome.status == DUPLICATE and down is None
-    assert [r["seq"] for r in storage.readings("lora")] == [1]
+    rows = storage.readings("lora")
+    assert [(r["seq"], r["rssi"], r["snr"]) for r in rows] == [(1, -101, -3.5)]  # the best gateway's, stored with the reading
+    ingestor.ingest([(reading(2), "udp")])
+    assert "rssi" not in storage.readings("lora")[-1]  # a link without a radio report has none
 
 
-def test_plain_acks_are_rate_limited_commands_go_at_once(storage):
-    core = ttn.TtnIngest(Ingestor(storage), schedule=ttn.AckSchedule(plain_every=3600))
-    downs = [core.handle(json.dumps(uplink_doc(reading(seq))), 1000.0 + seq * 60)[2] for seq in range(1, 6)]
-    assert [d is not None for d in downs] == [True, False, False, False, False]  # one plain ack an hour
+def test_cumulative_ack_names_what_is_stored_and_carries_commands_once(storage):
+    core = ttn.TtnIngest(Ingestor(storage), ttn.AckPolicy(every=10**9, after=10**9))
+    for seq in (1, 2, 3, 5, 8):  # 4, 6 and 7 lost on the air
+        assert core.handle(json.dumps(uplink_doc(reading(seq))), 1000.0 + seq)[2] is None  # nothing due
     storage.queue_command("lora", control.set_interval(600))
-    down = core.handle(json.dumps(uplink_doc(reading(6))), 1400.0)[2]
-    assert down is not None  # carries the command: not held back
+    storage.queue_command("lora", control.read_now())
+    down = core.handle(json.dumps(uplink_doc(reading(9))), 1100.0)[2]  # commands wait: due at once
     header, payload = mpseal.unseal(down, KEY, direction=mpseal.TO_DEVICE)
-    # a command packet, not the ack: over LoRa the board gets it after its next uplink, when an ack would be stale
-    assert header.type == mpseal.TYPE_COMMAND and control.decode_commands(payload) == [control.set_interval(600)]
-    assert core.handle(json.dumps(uplink_doc(reading(7))), 1000.0 + 3600 + 400)[2] is not None  # an hour after the last
+    highest, bitmap, commands = control.decode_cumulative_ack(payload)
+    assert highest == 9 and control.stored_seqs(highest, bitmap) == [9, 8, 5, 3, 2, 1]
+    assert commands == [control.set_interval(600), control.read_now()]
+    assert len(down) == 51  # 12 + 8 bytes of commands: two blocks, DR0's limit exactly
+    assert [c[3] is not None for c in storage.list_commands("lora")] == [True, True]  # marked sent, with this host seq
+    assert {c[4] for c in storage.list_commands("lora")} == {header.seq}
+    # on demand (mpseal ttn ack-now): a fresh host seq, the commands not again
+    again = core.cumulative_ack(DEVICE_ID)
+    header2, payload2 = mpseal.unseal(again, KEY, direction=mpseal.TO_DEVICE)
+    assert header2.seq == header.seq + 1 and control.decode_cumulative_ack(payload2)[2] == []
+    # readings over UDP/HTTP keep getting acks with commands; LoRa readings' own acks never take them
+    storage.queue_command("lora", control.reboot())
+    ack = Ingestor(storage).ingest([(reading(10), ttn.TRANSPORT)])[0][1]
+    assert control.decode_ack(mpseal.unseal(ack, KEY, direction=mpseal.TO_DEVICE)[1]) == (10, [])
+    assert storage.unsent_commands(DEVICE_ID) != []
 
 
-def test_device_map_refuses_strangers_and_mismatches(storage):
-    core = ttn.TtnIngest(Ingestor(storage), {"mpseal-12": DEVICE_ID})
-    assert core.handle(json.dumps(uplink_doc(reading(1), device="someone-else")), 1.0)[0].reason == ttn.UNKNOWN_TTN_DEVICE
+def test_commands_wait_for_a_data_rate_that_fits_them(storage):
+    core = ttn.TtnIngest(Ingestor(storage), ttn.AckPolicy(every=10**9, after=10**9))
+    storage.queue_command("lora", control.rotate_key(1, os.urandom(32)))  # 35 bytes: beyond DR0's 19
+    down = core.handle(json.dumps(uplink_doc(reading(1), sf=12)), 1000.0)[2]
+    assert control.decode_cumulative_ack(mpseal.unseal(down, KEY, direction=mpseal.TO_DEVICE)[1])[2] == []
+    assert len(storage.unsent_commands(DEVICE_ID)) == 1
+    down = core.handle(json.dumps(uplink_doc(reading(2), sf=9)), 1001.0)[2]  # DR3: 83 bytes of commands
+    assert [c[0] for c in control.decode_cumulative_ack(mpseal.unseal(down, KEY, direction=mpseal.TO_DEVICE)[1])[2]] == [control.CMD_ROTATE_KEY]
+    assert (ttn.command_budget(51), ttn.command_budget(115), ttn.command_budget(222)) == (19, 83, 179)
+
+
+def test_ack_policy_every_n_readings_every_t_seconds_and_the_daily_cap():
+    policy = ttn.AckPolicy(every=3600, after=4, per_day=3)
+    due = [policy.due(1, False, t) for t in (0, 10, 20, 30)]
+    assert due == [False, False, False, True]  # the 4th reading since the device was first heard
+    policy.sent(1, 30)
+    assert not policy.due(1, False, 40) and policy.due(1, False, 30 + 3600)  # an hour later
+    policy.sent(1, 3630)
+    assert policy.due(1, True, 3640)  # commands wait: at once
+    policy.sent(1, 3640)
+    assert not policy.due(1, True, 3650)  # 3 in 24 h: the cap holds, even for commands
+    assert policy.due(1, True, 30 + 24 * 3600)  # the first one left the 24 h window
+
+
+def test_ttn_ids_map_through_the_registry_unknown_ones_refused_and_counted(storage):
+    core = ttn.TtnIngest(Ingestor(storage))
+    outcome = core.handle(json.dumps(uplink_doc(reading(1), device="someone-else")), 1.0)[0]
+    assert outcome.reason == ttn.UNKNOWN_TTN_DEVICE and "someone-else" in str(outcome) and "\n" not in str(outcome)
     other = mpseal.seal(os.urandom(32), 99, 1, b"\x02", version=mpseal.VERSION_COMPACT)
     assert core.handle(json.dumps(uplink_doc(other)), 1.0)[0].reason == ttn.TTN_DEVICE_MISMATCH
     forged = bytearray(reading(1))
@@ -114,6 +161,17 @@ def test_device_map_refuses_strangers_and_mismatches(storage):
     outcome = core.handle(json.dumps(uplink_doc(bytes(forged))), 1.0)[0]
     assert outcome.status == REJECTED and outcome.reason == "bad_tag"
     assert storage.readings("lora") == []
+    totals, per_device = storage.rejection_counts()  # what `mpseal stats` and the page show
+    assert totals[ttn.UNKNOWN_TTN_DEVICE] == 1 and per_device["(unregistered)"][ttn.UNKNOWN_TTN_DEVICE] == 1
+    assert per_device["lora"][ttn.TTN_DEVICE_MISMATCH] == 1
+    # re-mapped in the registry: the next uplink is taken
+    storage.set_ttn_id("lora", "someone-else")
+    assert core.handle(json.dumps(uplink_doc(reading(1), device="someone-else")), 2.0)[0].status == STORED
+    storage.add_device("other", key=os.urandom(32))
+    with pytest.raises(Exception, match="belongs to device 'lora'"):
+        storage.set_ttn_id("other", "someone-else")
+    with pytest.raises(Exception, match="TTN device id is 2..36"):
+        storage.set_ttn_id("other", "Not_Valid")
 
 
 def test_webhook_checks_the_secret_and_pushes_acks_to_the_downlink_url(storage):
@@ -128,7 +186,7 @@ def test_webhook_checks_the_secret_and_pushes_acks_to_the_downlink_url(storage):
         return web.json_response({})
 
     async def run():
-        core = ttn.TtnIngest(Ingestor(storage))
+        core = ttn.TtnIngest(Ingestor(storage), ttn.AckPolicy(after=1))
         tts = web.Application()
         tts.router.add_post("/api/v3/as/applications/app/webhooks/mpseal/devices/mpseal-12/down/push", down_push)
         runners = []
@@ -158,7 +216,7 @@ def test_webhook_checks_the_secret_and_pushes_acks_to_the_downlink_url(storage):
     assert core.counts == {"ttn_bad_secret": 2, ttn.BAD_JSON: 1}
     assert len(pushed) == 1 and pushed[0][0] == "Bearer NNSXS.TEST"
     down = base64.b64decode(pushed[0][1]["downlinks"][0]["frm_payload"])
-    assert mpseal.unseal(down, KEY, direction=mpseal.TO_DEVICE)[0].type == mpseal.TYPE_ACK
+    assert mpseal.unseal(down, KEY, direction=mpseal.TO_DEVICE)[0].type == control.TYPE_CUMULATIVE_ACK
     assert [r["seq"] for r in storage.readings("lora")] == [1]
 
 

@@ -12,8 +12,8 @@ import time
 
 from mpseal import DeviceKeys
 from mpseal.errors import InvalidPacket
-from mpseal.packet import parse_header
-from mpseal_host.pipeline import REJECTED, Batch, DeviceState, Outcome, Pipeline, ReAckLimiter
+from mpseal.packet import MAX_SEQ, parse_header
+from mpseal_host.pipeline import HOST_SEQ_EXHAUSTED, REJECTED, Batch, DeviceState, Outcome, Pipeline, ReAckLimiter
 from mpseal_host.rejections import STORAGE_ERROR
 from mpseal_host.storage import NO_DEVICE, StorageBusy, StorageUnavailable
 
@@ -107,9 +107,10 @@ class Ingestor:
         self.refreshed += len(stale)
 
     def ingest(self, items, now=None, rejections=None, on_busy=None):
-        """items: iterable of (packet, transport), (packet, transport, sender)
-        or (packet, transport, sender, source) (sender: an SMS number checked
-        against allowed numbers; source: the address, for the re-ack limits).
+        """items: iterable of (packet, transport), (packet, transport, sender),
+        (packet, transport, sender, source) or (..., source, radio) (sender:
+        an SMS number checked against allowed numbers; source: the address,
+        for the re-ack limits; radio: (rssi, snr), stored with the reading).
         Returns [(Outcome, ack bytes or None)] in the same order.
 
         rejections: {(device id, reason): n} refused before the pipeline (an
@@ -137,7 +138,7 @@ class Ingestor:
                     with self.storage.ingest_transaction(ids, batch.now) as versions:
                         started = True
                         self._refresh(ids, versions)
-                        outcomes = [self.pipeline.process(item[0], item[1], batch, *item[2:4]) for item in items]
+                        outcomes = [self.pipeline.process(item[0], item[1], batch, *item[2:5]) for item in items]
                         self.storage.write_batch(batch)
                     break
                 except StorageBusy:
@@ -168,3 +169,36 @@ class Ingestor:
                 self.log_rejection(outcome)
             results.append((outcome, outcome.ack))
         return results
+
+    def downlink(self, device_id, seal, command_budget, now=None):
+        """Seals one host packet nobody asked for (LoRaWAN's cumulative ack,
+        ttn.py) under the device's next host seq, with the commands waiting
+        for it that fit `command_budget` bytes, and marks those sent: in one
+        transaction with the device's row locked, so two processes never
+        send a command twice or reuse a host seq.
+        seal(state, host_seq, keys, epoch, commands [(opcode, argument)]) -> bytes.
+        Returns the packet, or None (no such device, host seq used up)."""
+        batch = Batch(time.time() if now is None else now)
+        packet = None
+        try:
+            with self.storage.ingest_transaction([device_id], batch.now) as versions:
+                self._refresh([device_id], versions)
+                state = self.states.get(device_id)
+                if state is None:
+                    return None
+                batch.devices[state.id] = state
+                if state.host_seq >= MAX_SEQ:
+                    batch.event(state.id, HOST_SEQ_EXHAUSTED)
+                else:
+                    epoch, (keys, _) = next((e, k) for e, k in state.keys.items() if k[1] == "current")
+                    commands = self.pipeline._take_commands(state, command_budget)
+                    packet = seal(state, state.host_seq + 1, keys, epoch, [(opcode, bytes(arg)) for _, opcode, arg in commands])
+                    state.host_seq += 1
+                    batch.commands_sent = [(batch.now, state.host_seq, state.last_seq, command_id) for command_id, _, _ in commands]
+                self.storage.write_batch(batch)
+        except Exception:
+            self.states.pop(device_id, None)  # the cached host seq and commands may be ahead of the database
+            raise
+        state.version += 1
+        state.clear_deltas()
+        return packet

@@ -39,6 +39,10 @@ MAX_ACK_SIZE = 256  # a sealed ack is at most this big: the board's reply buffer
 # Commands per ack: 4 (acked seq) + 192 pads to 208 bytes of ciphertext, so
 # an ack is at most 11 + 16 + 208 + 16 = 251 bytes.
 MAX_ACK_COMMAND_BYTES = 192
+# Links whose boards get no ack per reading: commands ride on the cumulative
+# ack instead (LoRaWAN: ttn.py, docs/lorawan.md), so a reading that came this
+# way gets a plain ack (kept for a copy arriving over another link).
+CUMULATIVE_ACK_TRANSPORTS = frozenset(("lorawan",))
 
 
 class TokenBucket:
@@ -201,11 +205,12 @@ class Pipeline:
             batch.devices[state.id] = state
         return Outcome(REJECTED, transport, reason, state.name if state else None, device_id, seq, detail)
 
-    def process(self, packet, transport, batch, sender=None, source=None):
+    def process(self, packet, transport, batch, sender=None, source=None, radio=None):
         """Returns an Outcome; never raises for anything a sender controls.
         `sender`: the SMS number (checked against the device's allowed
         numbers); `source`: the address the packet came from (an SMS number,
-        a UDP (host, port)), for the re-ack limits. Both may be None."""
+        a UDP (host, port)), for the re-ack limits; `radio`: (rssi, snr) of
+        the link, stored with a new reading. Each may be None."""
         if source is None:
             source = sender
         try:
@@ -274,10 +279,11 @@ class Pipeline:
         if key_state != "current":  # first packet under a rotated key
             state.keys = {header.epoch: (keys, "current")}
             batch.promotions[state.id] = header.epoch
-        outcome.ack = self._seal_ack(keys, header, state, batch)
+        outcome.ack = self._seal_ack(keys, header, state, batch, with_commands=transport not in CUMULATIVE_ACK_TRANSPORTS)
+        rssi, snr = radio or (None, None)
         batch.readings.append(
             # decoded here, once, for a new reading only (duplicates and refusals never decode)
-            NewReading(state.id, header.seq, batch.now, transport, fmt, payload, value_json(outcome.value), outcome.ack)
+            NewReading(state.id, header.seq, batch.now, transport, fmt, payload, value_json(outcome.value), outcome.ack, rssi, snr)
         )
         batch.stored[(state.id, header.seq)] = (payload, outcome.ack)
         batch.sources.append((state.id, source))
@@ -329,7 +335,9 @@ class Pipeline:
         outcome.ack = seal(keys, header.device_id, 0, answer, type=TYPE_RESYNC, epoch=header.epoch, version=header.version)
         return outcome
 
-    def _take_commands(self, state):
+    def _take_commands(self, state, budget=MAX_ACK_COMMAND_BYTES):
+        """Unsent commands of `state`, oldest first, as many as fit `budget`
+        bytes (in order: one that does not fit waits, with those behind it)."""
         if not state.has_commands:
             return ()
         taken = []
@@ -337,7 +345,7 @@ class Pipeline:
         unsent = self.registry.unsent_commands(state.id)
         for row in unsent:
             size += 2 + len(row[2])
-            if size > MAX_ACK_COMMAND_BYTES:
+            if size > budget:
                 break
             taken.append(row)
         state.has_commands = len(taken) < len(unsent)

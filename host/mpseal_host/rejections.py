@@ -20,6 +20,8 @@ NOT_BASE64 = "not_base64"  # an SMS text that is not a base64 packet
 BAD_CONTENT_TYPE = "bad_content_type"  # an HTTP body that is not declared a packet
 BODY_TIMEOUT = "body_timeout"  # an HTTP body that did not arrive whole in time
 STORAGE_BUSY = "storage_busy"  # not queued: the receiver's queue is full (a long database lock)
+UNKNOWN_TTN_DEVICE = "ttn_unknown_device"  # an uplink from a TTN end device no registered device is mapped to
+TTN_DEVICE_MISMATCH = "ttn_device_mismatch"  # a TTN device's uplink carries another mpseal device's packet
 
 
 class Reason:
@@ -52,6 +54,8 @@ REASONS = {r.name: r for r in (
     Reason(BAD_CONTENT_TYPE, 415, False, "the HTTP body is not declared application/octet-stream"),
     Reason(BODY_TIMEOUT, 408, False, "the HTTP body did not arrive whole within the read timeout"),
     Reason(STORAGE_BUSY, 503, False, "not queued: the receiver's queue is full while storage waits"),
+    Reason(UNKNOWN_TTN_DEVICE, 403, False, "a TTN uplink from an end device no device is mapped to ('mpseal devices set-ttn-id')"),
+    Reason(TTN_DEVICE_MISMATCH, 403, False, "a TTN uplink carrying the packet of another device than the one mapped to it"),
 )}
 
 FINAL = frozenset(name for name, reason in REASONS.items() if reason.final)

@@ -15,26 +15,60 @@ nor forge. Uplink JSON (TTS v3, the fields used here):
 
 Downlinks go to `.../devices/{device}/down/push` as
 `{"downlinks": [{"f_port": 1, "frm_payload": "<base64>", "priority": "NORMAL"}]}`.
-TTN's fair use allows about 10 downlinks per device a day, so acks are not
-sent per reading (AckSchedule): an ack that carries commands goes at once, a
-plain ack (naming the newest stored reading) at most every `plain_every`
-seconds.
+TTN's fair use allows about 10 downlinks per device a day, so a LoRa board
+gets no ack per reading: it keeps what went on air until a *cumulative ack*
+(docs/protocol.md, type 6: the host's highest stored seq and the bitmap of
+the 63 below it, i.e. its replay window, then commands) says what is stored,
+and resends the gaps. AckPolicy says when one goes down (docs/lorawan.md).
+A TTN end device maps to an mpseal device through the registry
+(`mpseal devices add NAME --ttn-id ID`).
 """
 import base64
 import binascii
 import hmac
 import json
 
-from mpseal_host.pipeline import DUPLICATE, STORED
+from mpseal.control import TYPE_CUMULATIVE_ACK, encode_cumulative_ack
+from mpseal.packet import VERSION_COMPACT, seal
+from mpseal_host.pipeline import CUMULATIVE_ACK_TRANSPORTS, DUPLICATE, MAX_ACK_COMMAND_BYTES, STORED
+from mpseal_host.rejections import TTN_DEVICE_MISMATCH, UNKNOWN_TTN_DEVICE
+from mpseal_host.storage import NO_DEVICE
 
 TRANSPORT = "lorawan"
+assert TRANSPORT in CUMULATIVE_ACK_TRANSPORTS  # its readings' own acks carry no commands (pipeline.py)
 DEFAULT_TENANT = "ttn"
-PLAIN_ACK_EVERY_S = 4 * 3600  # 6 plain acks a day: inside TTN's ~10 downlinks per device per day
 MAX_UPLINK_JSON = 64 * 1024  # a TTS uplink document is a few KB; anything far larger is refused unread
 BAD_JSON = "ttn_bad_json"
 NOT_AN_UPLINK = "ttn_not_an_uplink"
-UNKNOWN_TTN_DEVICE = "ttn_unknown_device"
-TTN_DEVICE_MISMATCH = "ttn_device_mismatch"
+
+# The cumulative-ack policy's defaults (AckPolicy, docs/lorawan.md).
+ACK_EVERY_S = 4 * 3600  # at least every 4 h while readings come in: 6 a day
+ACK_AFTER_READINGS = 48  # or after 48 new readings: well inside the 64 a cumulative ack can speak for
+MAX_DOWNLINKS_PER_DAY = 10  # TTN's fair use, per device, commands included
+DAY_S = 24 * 3600
+
+# EU868 (RP001 1.0.3, no FOpts): the largest FRMPayload per data rate, and the
+# uplink's (spreading factor, bandwidth Hz) -> data rate. RX1 answers at the
+# uplink's data rate (offset 0). firmware/region_eu868.py has the same table.
+EU868_MAX_FRM_PAYLOAD = (51, 51, 51, 115, 222, 222, 222)
+EU868_DATA_RATES = {(12, 125000): 0, (11, 125000): 1, (10, 125000): 2, (9, 125000): 3, (8, 125000): 4, (7, 125000): 5, (7, 250000): 6}
+_COMPACT_FRAMING = 11 + 8  # header + tag of the compact profile (docs/protocol.md section 2)
+_ACK_STATE = 12  # highest u32 + bitmap u64
+
+
+def command_budget(max_frm_payload):
+    """Bytes of commands a compact cumulative ack can carry in a FRMPayload
+    of at most `max_frm_payload` bytes (PKCS#7 takes at least one byte):
+    19 at DR0..DR2, 83 at DR3, 179 from DR4."""
+    blocks = (max_frm_payload - _COMPACT_FRAMING) // 16
+    return max(0, min(16 * blocks - 1 - _ACK_STATE, MAX_ACK_COMMAND_BYTES))
+
+
+def seal_cumulative_ack(state, host_seq, keys, epoch, commands):
+    """For Ingestor.downlink: the device's replay window as stored (highest
+    seq, bitmap of the 63 below it), then `commands`, sealed compact."""
+    payload = encode_cumulative_ack(state.window.highest, state.window.bitmap, commands)
+    return seal(keys, state.id, host_seq, payload, type=TYPE_CUMULATIVE_ACK, epoch=epoch, version=VERSION_COMPACT)
 
 
 class TtnError(ValueError):
@@ -46,9 +80,9 @@ class TtnError(ValueError):
 
 
 class Uplink:
-    __slots__ = ("device_id", "dev_addr", "packet", "f_cnt", "f_port", "rssi", "snr", "received_at")
+    __slots__ = ("device_id", "dev_addr", "packet", "f_cnt", "f_port", "rssi", "snr", "received_at", "data_rate")
 
-    def __init__(self, device_id, dev_addr, packet, f_cnt, f_port, rssi, snr, received_at):
+    def __init__(self, device_id, dev_addr, packet, f_cnt, f_port, rssi, snr, received_at, data_rate=None):
         self.device_id = device_id
         self.dev_addr = dev_addr
         self.packet = packet
@@ -57,6 +91,11 @@ class Uplink:
         self.rssi = rssi
         self.snr = snr
         self.received_at = received_at
+        self.data_rate = data_rate  # EU868 DR of the uplink (RX1 answers at it), None when not given
+
+    def max_downlink(self):
+        """The largest FRMPayload RX1 can carry back: the uplink's DR, DR0's 51 when unknown."""
+        return EU868_MAX_FRM_PAYLOAD[self.data_rate or 0]
 
 
 def up_topic(application, tenant=DEFAULT_TENANT, device="+"):
@@ -105,7 +144,13 @@ def parse_uplink(raw):
     f_port = up.get("f_port") if isinstance(up.get("f_port"), int) else None
     dev_addr = ids.get("dev_addr") if isinstance(ids.get("dev_addr"), str) else None
     received_at = up.get("received_at") or raw.get("received_at")
-    return Uplink(device_id, dev_addr, packet, f_cnt, f_port, rssi, snr, received_at if isinstance(received_at, str) else None)
+    data_rate = None
+    try:
+        lora = up["settings"]["data_rate"]["lora"]
+        data_rate = EU868_DATA_RATES.get((int(lora["spreading_factor"]), int(lora["bandwidth"])))
+    except (KeyError, TypeError, ValueError):
+        pass
+    return Uplink(device_id, dev_addr, packet, f_cnt, f_port, rssi, snr, received_at if isinstance(received_at, str) else None, data_rate)
 
 
 def rfc3339(timestamp):
@@ -139,62 +184,64 @@ def secret_ok(given, expected):
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-class AckSchedule:
-    """Which acks go down: with commands at once; plain ones at most every
-    `plain_every` seconds per device (TTN fair use). Clock passed in."""
+class AckPolicy:
+    """When a device's cumulative ack goes down, decided after each uplink
+    that stored a reading (docs/lorawan.md "Acks and commands over LoRa"):
+    when commands wait for it, or `after` readings were stored since its
+    last ack, or `every` seconds passed since then (the clock starts when
+    the device is first heard); and never more than `per_day` in any 24 h
+    (TTN's fair use). `mpseal ttn ack-now` sends one outside this policy.
+    The clock is passed in."""
 
-    def __init__(self, plain_every=PLAIN_ACK_EVERY_S):
-        self.plain_every = plain_every
-        self.last_sent = {}  # mpseal device id -> time of the last downlink
+    def __init__(self, every=ACK_EVERY_S, after=ACK_AFTER_READINGS, per_day=MAX_DOWNLINKS_PER_DAY):
+        self.every = every
+        self.after = after
+        self.per_day = per_day
+        self.sent_at = {}  # mpseal device id -> times of its downlinks in the last 24 h
+        self.since = {}  # mpseal device id -> (time of its last ack or first uplink, readings stored since)
 
-    def due(self, device_id, carries_commands, now):
-        last = self.last_sent.get(device_id)
-        if carries_commands or last is None or now - last >= self.plain_every:
-            self.last_sent[device_id] = now
-            return True
-        return False
+    def due(self, device_id, commands_waiting, now):
+        """Counts one stored reading of `device_id`; True when an ack is due now."""
+        start, stored = self.since.get(device_id, (now, 0))
+        stored += 1
+        self.since[device_id] = (start, stored)
+        sent = [t for t in self.sent_at.get(device_id, ()) if now - t < DAY_S]
+        self.sent_at[device_id] = sent
+        if len(sent) >= self.per_day:
+            return False
+        return bool(commands_waiting) or stored >= self.after or now - start >= self.every
+
+    def sent(self, device_id, now):
+        self.sent_at.setdefault(device_id, []).append(now)
+        self.since[device_id] = (now, 0)
 
 
 class TtnIngest:
     """Uplink documents in, (Outcome, Uplink or None, downlink packet or
-    None) out. `devices` maps TTN device ids to mpseal device ids; when
-    given, uplinks from other TTN devices, or carrying another device's
-    packet, are refused (the seal would refuse a forgery anyway: this catches
-    a wrong registration early)."""
+    None) out. The TTN end device id maps to the mpseal device through the
+    registry (Device.ttn_id); an unmapped id, or an uplink carrying another
+    device's packet, is refused and counted (`mpseal stats`): the seal would
+    refuse a forgery anyway, this catches a wrong registration early."""
 
-    def __init__(self, ingestor, devices=None, schedule=None):
+    def __init__(self, ingestor, policy=None):
         self.ingestor = ingestor
-        self.devices = devices
-        self.schedule = schedule or AckSchedule()
+        self.storage = ingestor.storage
+        self.policy = policy or AckPolicy()
         self.counts = {}  # reason -> documents refused before the pipeline
         self.radio = {}  # mpseal device id -> (rssi, snr, f_cnt, received_at) of its latest uplink
 
-    def _refuse(self, reason):
+    def _refuse(self, reason, device_id=None):
         self.counts[reason] = self.counts.get(reason, 0) + 1
+        if device_id is not None:  # device-level refusals go with the pipeline's (mpseal stats, the page)
+            self.storage.count_rejection(device_id, reason)
 
-    def _downlink(self, ack, device_id):
-        """(carries commands, the packet to send down) for our own sealed
-        ack, opened with the device's host->device keys. Over LoRa an ack
-        always arrives after the board's NEXT uplink (Class A: it waits in
-        TTN's queue for RX1), so the board takes it as a stale ack, whose
-        commands never run (firmware/downlink.py). Commands therefore go
-        down as a command packet: the same host sequence number, epoch and
-        commands, sealed as type 3. The ack itself is never sent to the board
-        (the pipeline keeps it for re-acks over other links, which the board
-        then refuses as a replayed host number: the commands run once)."""
-        from mpseal import TO_DEVICE, TYPE_ACK, TYPE_COMMAND, InvalidPacket, parse_header, seal, unseal
-
-        try:
-            header = parse_header(ack)
-            keys = self.ingestor.states[device_id].keys[header.epoch][0]
-            if header.type != TYPE_ACK:
-                return True, ack
-            payload = unseal(ack, keys, direction=TO_DEVICE)[1]
-        except (InvalidPacket, KeyError):
-            return True, ack
-        if len(payload) <= 4:
-            return False, ack
-        return True, seal(keys, header.device_id, header.seq, payload[4:], type=TYPE_COMMAND, epoch=header.epoch, version=header.version)
+    def cumulative_ack(self, device_id, max_frm_payload=EU868_MAX_FRM_PAYLOAD[0], now=None):
+        """Seals the device's cumulative ack now (next host seq, the commands
+        that fit), or None (unknown device, host seq used up)."""
+        packet = self.ingestor.downlink(device_id, seal_cumulative_ack, command_budget(max_frm_payload), now)
+        if packet is not None and now is not None:
+            self.policy.sent(device_id, now)
+        return packet
 
     def handle(self, raw, now):
         try:
@@ -202,23 +249,21 @@ class TtnIngest:
         except TtnError as exc:
             self._refuse(exc.reason)
             return exc, None, None
-        if self.devices is not None:
-            expected = self.devices.get(uplink.device_id)
-            if expected is None:
-                self._refuse(UNKNOWN_TTN_DEVICE)
-                return TtnError(UNKNOWN_TTN_DEVICE, uplink.device_id), uplink, None
-            if len(uplink.packet) >= 7 and int.from_bytes(uplink.packet[3:7], "big") != expected:
-                self._refuse(TTN_DEVICE_MISMATCH)
-                return TtnError(TTN_DEVICE_MISMATCH, "%s sent a packet of device id %d" % (uplink.device_id, int.from_bytes(uplink.packet[3:7], "big"))), uplink, None
-        outcome, ack = self.ingestor.ingest([(uplink.packet, TRANSPORT)], now=now)[0]
+        device = self.storage.device_by_ttn_id(uplink.device_id)
+        if device is None:
+            self._refuse(UNKNOWN_TTN_DEVICE, NO_DEVICE)
+            return TtnError(UNKNOWN_TTN_DEVICE, "%s is no device's TTN id (mpseal devices set-ttn-id NAME %s)" % (uplink.device_id, uplink.device_id)), uplink, None
+        if len(uplink.packet) >= 7 and int.from_bytes(uplink.packet[3:7], "big") != device.id:
+            self._refuse(TTN_DEVICE_MISMATCH, device.id)
+            return TtnError(TTN_DEVICE_MISMATCH, "%s (device %s) sent a packet of device id %d" % (uplink.device_id, device.name, int.from_bytes(uplink.packet[3:7], "big"))), uplink, None
+        outcome, _ = self.ingestor.ingest([(uplink.packet, TRANSPORT, None, None, (uplink.rssi, uplink.snr))], now=now)[0]
         if outcome.status in (STORED, DUPLICATE):
             self.radio[outcome.device_id] = (uplink.rssi, uplink.snr, uplink.f_cnt, uplink.received_at)
-        # Only a newly stored reading's ack goes down: a duplicate (the same
-        # reading via Wi-Fi too, or a replay) would re-send commands under a
-        # new host sequence number and spend a scarce downlink.
-        if ack is None or outcome.status != STORED:
+        # Only a newly stored reading counts towards an ack: a duplicate (the
+        # same reading via Wi-Fi too, a resend, a replay) spends no downlink.
+        if outcome.status != STORED:
             return outcome, uplink, None
-        carries, down = self._downlink(ack, outcome.device_id)
-        if not self.schedule.due(outcome.device_id, carries, now):
+        state = self.ingestor.states.get(outcome.device_id)
+        if not self.policy.due(outcome.device_id, state is not None and state.has_commands, now):
             return outcome, uplink, None
-        return outcome, uplink, down
+        return outcome, uplink, self.cumulative_ack(outcome.device_id, uplink.max_downlink(), now)

@@ -3,7 +3,8 @@ and its webhook integration (an aiohttp server). One thread owns the database:
 MQTT messages are handled in paho's network thread, one at a time.
 
 MQTT: subscribe `v3/{app}@{tenant}/devices/+/up` (QoS 0, as TTN offers it),
-publish acks to `.../devices/{device}/down/push`. TTN drops uplinks sent
+publish cumulative acks to `.../devices/{device}/down/push` (TTN queues them
+for the RX1 window after the device's next uplink). TTN drops uplinks sent
 while we are disconnected; paho reconnects by itself (back-off 1..60 s), and
 after every (re)connect the gap is back-filled from TTN's Storage Integration
 (`GET /api/v3/as/applications/{app}/packages/storage/uplink_message?after=`,
@@ -14,6 +15,9 @@ Webhook: `POST /ttn/up` with the uplink JSON; the secret header configured on
 the TTN webhook must match (constant-time). TTS adds `X-Downlink-Push` and
 `X-Downlink-Apikey` headers when the webhook has a downlink API key: acks are
 POSTed there (`Authorization: Bearer <key>`).
+
+push_once: one downlink published by a short-lived MQTT client
+(`mpseal ttn ack-now`).
 """
 import json
 import logging
@@ -23,6 +27,7 @@ import urllib.parse
 import urllib.request
 
 from mpseal_host import ttn
+from mpseal_host.storage import StorageError
 
 log = logging.getLogger("mpseal.ttn")
 RECONNECT_MIN_S = 1
@@ -80,7 +85,7 @@ def describe(result):
         return "ttn %s: refused, %s" % (where, outcome)
     radio = "" if uplink is None or uplink.rssi is None else " rssi %s snr %s" % (uplink.rssi, uplink.snr)
     line = "ttn %s: %s seq %s%s" % (where, outcome.status if outcome.reason is None else "%s (%s)" % (outcome.status, outcome.reason), outcome.seq, radio)
-    return line + (", ack queued for RX1" if down else "")
+    return line + (", cumulative ack queued for RX1" if down else "")
 
 
 class ResultPrinter:
@@ -156,6 +161,9 @@ class MqttBridge:
     def _handle(self, client, raw, source):
         try:
             result = self.core.handle(raw, time.time())
+        except StorageError as exc:  # the database went away: TTN's Storage Integration has the uplink
+            log.error("ttn: uplink from %s not handled: %s", source, exc)
+            return
         except Exception:  # a bug must not stop the bridge: the next uplink may be fine
             log.exception("ttn: uplink from %s failed", source)
             return
@@ -178,6 +186,36 @@ class MqttBridge:
         self.client.disconnect()
 
 
+def push_once(host, port, application, tenant, ttn_device, packet, username=None, password=None, tls=False, timeout=30):
+    """Publishes one sealed packet to the device's down/push topic and
+    waits until the broker has it (QoS 1 to the broker; TTN queues it for
+    RX1). Raises OSError when the broker cannot be reached in `timeout` s."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    if username:
+        client.username_pw_set(username, password)
+    if tls:
+        client.tls_set()
+    connected = threading.Event()
+    client.on_connect = lambda c, u, f, reason, p: connected.set() if not reason.is_failure else None
+    try:
+        client.connect(host, port)
+    except (OSError, ValueError) as exc:
+        raise OSError("MQTT broker %s:%d: %s" % (host, port, exc))
+    client.loop_start()
+    try:
+        if not connected.wait(timeout):
+            raise OSError("MQTT broker %s:%d did not accept us within %d s (check the username and API key)" % (host, port, timeout))
+        info = client.publish(ttn.down_push_topic(application, tenant, ttn_device), json.dumps(ttn.down_push(packet)), qos=1)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise OSError("MQTT broker %s:%d did not take the downlink within %d s" % (host, port, timeout))
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def webhook_app(core, secret, on_result=None):
     """aiohttp application for TTN's webhook integration."""
     from aiohttp import ClientSession, ClientTimeout, web
@@ -193,7 +231,11 @@ def webhook_app(core, secret, on_result=None):
             core.counts["ttn_bad_secret"] = core.counts.get("ttn_bad_secret", 0) + 1
             return web.json_response({"error": "bad or missing %s header" % SECRET_HEADER}, status=403)
         body = await request.content.read(ttn.MAX_UPLINK_JSON + 1)
-        result = core.handle(body, time.time())
+        try:
+            result = core.handle(body, time.time())
+        except StorageError as exc:  # not stored: TTN retries a webhook that failed
+            log.error("ttn: webhook uplink not handled: %s", exc)
+            return web.json_response({"error": "storage_error"}, status=503)
         outcome, uplink, down = result
         if on_result:
             on_result(result)

@@ -123,18 +123,35 @@ def add_mqtt_arguments(p):
 def cmd_devices_add(args):
     from mpseal_host.commands.packets import key_from_args
 
+    from mpseal_host.storage.model import check_ttn_id
+
     key = key_from_args(args, required=False)
+    check_ttn_id(args.ttn_id)
     storage = open_db(args, create=True)
     try:
+        if args.ttn_id is not None and storage.device_by_ttn_id(args.ttn_id) is not None:
+            raise UserError("TTN device id %r belongs to device %r already" % (args.ttn_id, storage.device_by_ttn_id(args.ttn_id).name))
         device = storage.add_device(args.name, key=key, epoch=args.epoch, device_id=args.id)
+        if args.ttn_id is not None:
+            storage.set_ttn_id(device.id, args.ttn_id)
     finally:
         storage.close()
-    print("added device %s: id %d, epoch %d" % (device.name, device.id, device.epoch))
+    print("added device %s: id %d, epoch %d%s" % (device.name, device.id, device.epoch, "" if args.ttn_id is None else ", TTN device " + args.ttn_id))
     if key is None:
         # Printed once, because it was asked for by leaving --key out; it is
         # in the database (mode 0600) and never logged.
         print("key: %s" % device.master_key.hex())
         print("(store it in the board's config.json; 'mpseal provision' does that for you)")
+
+
+def cmd_devices_set_ttn_id(args):
+    ttn_id = None if args.ttn_id == "none" else args.ttn_id
+    storage = open_db(args)
+    try:
+        storage.set_ttn_id(args.name, ttn_id)
+    finally:
+        storage.close()
+    print("device %s: %s" % (args.name, "no TTN device" if ttn_id is None else "TTN device " + ttn_id))
 
 
 def cmd_devices_list(args):
@@ -326,6 +343,10 @@ def register(subparsers):
     add_key_options(a, "(default: generate one and print it once)")
     a.add_argument("--epoch", type=int, default=0, help="key epoch (default 0)")
     a.add_argument("--id", type=int, help="device id (default: the next free one)")
+    a.add_argument("--ttn-id", metavar="TTN_DEVICE_ID", help="its end device id on The Things Network (what `mpseal ttn` maps uplinks by)")
+    a = _db_action(devices, "set-ttn-id", "map a device to its end device id on The Things Network ('none' removes it)", cmd_devices_set_ttn_id)
+    a.add_argument("name")
+    a.add_argument("ttn_id", metavar="TTN_DEVICE_ID")
     a = _db_action(devices, "list", "list devices with last seen and counters", cmd_devices_list)
     a.add_argument("--json", action="store_true")
     a = _db_action(devices, "remove", "delete a device, its keys and readings (asks first)", cmd_devices_remove)

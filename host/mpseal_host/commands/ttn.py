@@ -1,5 +1,5 @@
 """ttn: ingest uplinks from The Things Network (The Things Stack v3) by MQTT
-or webhook into the receiver's database. See docs/lorawan.md."""
+or webhook into the receiver's database, and `ttn ack-now`. See docs/lorawan.md."""
 import logging
 import os
 
@@ -10,19 +10,43 @@ SECRET_ENV = "MPSEAL_TTN_WEBHOOK_SECRET"
 API_KEY_ENV = "MPSEAL_TTN_API_KEY"
 
 
-def _device_map(storage, pairs):
-    if not pairs:
-        return None
-    devices = {}
-    for pair in pairs:
-        ttn_id, sep, name = pair.partition("=")
-        if not sep or not ttn_id or not name:
-            raise UserError("--device wants TTN_DEVICE_ID=MPSEAL_NAME, got %r" % pair)
-        device = storage.get_device(name)
+def _mqtt_address(args):
+    host, _, port = (args.mqtt or "").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError("--mqtt wants HOST:PORT, like eu1.cloud.thethings.network:8883")
+    if not args.application:
+        raise UserError("--mqtt needs --application (the TTN application id)")
+    return host, int(port)
+
+
+def cmd_ttn_ack_now(args):
+    """One cumulative ack (with the commands that fit DR0) for DEVICE, pushed
+    to TTN now; it reaches the board in RX1 after its next uplink."""
+    from mpseal_host import ttn, ttn_service
+    from mpseal_host.ingest import Ingestor
+
+    host, port = _mqtt_address(args)
+    storage = open_db(args)
+    try:
+        device = storage.get_device(args.name)
         if device is None:
-            raise UserError("no device %r (see 'mpseal devices list')" % name)
-        devices[ttn_id] = device.id
-    return devices
+            raise UserError("no device %r (see 'mpseal devices list')" % args.name)
+        if device.ttn_id is None:
+            raise UserError("device %r has no TTN device id (mpseal devices set-ttn-id %s TTN_DEVICE_ID)" % (args.name, args.name))
+        packet = ttn.TtnIngest(Ingestor(storage)).cumulative_ack(device.id)
+        if packet is None:
+            raise UserError("no cumulative ack for %r: its host sequence numbers are used up (re-provision it)" % args.name)
+    finally:
+        storage.close()
+    key = os.environ.get(API_KEY_ENV)
+    username = "%s@%s" % (args.application, args.tenant) if key else None
+    try:
+        ttn_service.push_once(host, port, args.application, args.tenant, device.ttn_id, packet, username, key, args.tls)
+    except OSError as exc:
+        raise UserError("the cumulative ack was sealed (host seq used) but not pushed: %s" % exc)
+    print("cumulative ack for %s (TTN device %s, host seq %d) pushed: the board gets it after its next uplink"
+          % (device.name, device.ttn_id, int.from_bytes(packet[7:11], "big")))
+    return 0
 
 
 def cmd_ttn(args):
@@ -33,15 +57,11 @@ def cmd_ttn(args):
     if not args.mqtt and not args.webhook:
         raise UserError("give --mqtt HOST:PORT (TTN's MQTT integration) or --webhook PORT (TTN's webhook integration)")
     storage = open_db(args)  # must exist: the receiver's database, with the devices registered
-    core = ttn.TtnIngest(Ingestor(storage), _device_map(storage, args.device), ttn.AckSchedule(args.plain_ack_every))
+    core = ttn.TtnIngest(Ingestor(storage), ttn.AckPolicy(args.ack_every, args.ack_after, args.max_downlinks_per_day))
 
     show = ttn_service.ResultPrinter()
     if args.mqtt:
-        host, _, port = args.mqtt.rpartition(":")
-        if not host or not port.isdigit():
-            raise UserError("--mqtt wants HOST:PORT, like eu1.cloud.thethings.network:8883")
-        if not args.application:
-            raise UserError("--mqtt needs --application (the TTN application id)")
+        host, port = _mqtt_address(args)
         username = "%s@%s" % (args.application, args.tenant) if os.environ.get(API_KEY_ENV) else None
         backfill = None
         if args.storage_api:
@@ -92,6 +112,18 @@ def register(subparsers):
     p.add_argument("--tenant", default="ttn", help="TTS tenant (default ttn, The Things Network)")
     p.add_argument("--webhook", type=int, metavar="PORT", help="serve TTN's webhook integration on this port (secret in $%s)" % SECRET_ENV)
     p.add_argument("--bind", default="127.0.0.1", help="webhook address (default 127.0.0.1; put a TLS proxy in front)")
-    p.add_argument("--device", action="append", metavar="TTN_ID=NAME", help="accept this TTN device only as this mpseal device (repeatable)")
-    p.add_argument("--plain-ack-every", type=int, default=4 * 3600, metavar="SECONDS", help="plain acks at most this often per device (TTN fair use: ~10 downlinks a day); acks with commands go at once")
+    from mpseal_host import ttn
+
+    p.add_argument("--ack-every", type=int, default=ttn.ACK_EVERY_S, metavar="SECONDS", help="a cumulative ack at least this often per device while it sends (default %d)" % ttn.ACK_EVERY_S)
+    p.add_argument("--ack-after", type=int, default=ttn.ACK_AFTER_READINGS, metavar="N", help="a cumulative ack after N new readings of a device (default %d; keep it below 64)" % ttn.ACK_AFTER_READINGS)
+    p.add_argument("--max-downlinks-per-day", type=int, default=ttn.MAX_DOWNLINKS_PER_DAY, metavar="N", help="never more downlinks per device in 24 h, commands included (TTN fair use: %d)" % ttn.MAX_DOWNLINKS_PER_DAY)
     p.set_defaults(func=cmd_ttn)
+    actions = p.add_subparsers(dest="ttn_command", metavar="ACTION")
+    a = actions.add_parser("ack-now", help="push one cumulative ack (and the commands that fit) to a device now")
+    add_db_option(a)
+    a.add_argument("name", help="the mpseal device (its TTN device id comes from the registry)")
+    a.add_argument("--mqtt", metavar="HOST:PORT", required=True, help="TTN MQTT server (API key in $%s)" % API_KEY_ENV)
+    a.add_argument("--tls", action="store_true", help="MQTT over TLS")
+    a.add_argument("--application", required=True, help="TTN application id")
+    a.add_argument("--tenant", default="ttn", help="TTS tenant (default ttn)")
+    a.set_defaults(func=cmd_ttn_ack_now)

@@ -102,6 +102,15 @@ class Storage(abc.ABC):
         """Replaces every key of the device with this one (re-provisioning)."""
 
     @abc.abstractmethod
+    def set_ttn_id(self, name_or_id, ttn_id):
+        """Maps The Things Network end device id `ttn_id` (None: no mapping)
+        to the device; StorageError when another device has it."""
+
+    @abc.abstractmethod
+    def device_by_ttn_id(self, ttn_id):
+        """The Device whose TTN end device id is `ttn_id`, or None."""
+
+    @abc.abstractmethod
     def set_allowed_numbers(self, name_or_id, numbers):
         """SMS senders the device's packets may come from ([] = any)."""
 
@@ -169,7 +178,8 @@ class Storage(abc.ABC):
     def readings(self, name_or_id, since=None, limit=100, from_time=None, to_time=None):
         """The newest `limit` readings with seq > `since` and received_at in
         [from_time, to_time), oldest first: [{seq, received_at, transport,
-        format, value}] (value as decoded at ingest). NoSuchDevice."""
+        format, value}] (value as decoded at ingest; `rssi` and `snr` too
+        when the reading came over a link that reports them). NoSuchDevice."""
 
     @abc.abstractmethod
     def readings_between(self, name_or_id, start=None, end=None, after_seq=0, limit=1000, max_points=None):

@@ -7,9 +7,12 @@ Version 1: this release. Readings are partitioned by month on received_at
 (unix seconds), one partition per calendar month (UTC), created ahead of
 time by the writers (postgres.py); retention drops whole partitions.
 Version 2: api_tokens (`mpseal token`, the receiver's exposed API).
+Version 3: a reading's radio link (rssi, snr: LoRaWAN's best gateway; on
+the partitioned parent, so every month's partition has them) and a device's
+TTN end device id (`mpseal ttn`'s mapping).
 """
 MIGRATION_LOCK = 4740_0001  # pg_advisory_xact_lock key: schema changes
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Only the SHA-256 of a token is kept (a token is 32 random bytes).
 API_TOKENS = """
@@ -93,11 +96,22 @@ CREATE INDEX commands_by_ack ON commands (device_id, acked_device_seq) WHERE ack
 CREATE SEQUENCE changes;
 """ + API_TOKENS
 
+RADIO_AND_TTN = """
+ALTER TABLE readings ADD COLUMN IF NOT EXISTS rssi real, ADD COLUMN IF NOT EXISTS snr real;
+ALTER TABLE devices ADD COLUMN IF NOT EXISTS ttn_id text;
+CREATE UNIQUE INDEX IF NOT EXISTS devices_ttn_id ON devices (ttn_id);
+"""
+
+
 def _v1_to_v2(conn):
     conn.execute(API_TOKENS)
 
 
-STEPS = {2: _v1_to_v2}  # target version -> function(cursor), the step from the version before
+def _v2_to_v3(conn):
+    conn.execute(RADIO_AND_TTN)
+
+
+STEPS = {2: _v1_to_v2, 3: _v2_to_v3}  # target version -> function(cursor), the step from the version before
 
 
 def current_version(conn):
@@ -121,6 +135,7 @@ def migrate(conn, location, newer_schema):
             return
         if found == 0:
             conn.execute(SCHEMA)
+            conn.execute(RADIO_AND_TTN)
         else:
             for target in range(found + 1, SCHEMA_VERSION + 1):
                 STEPS[target](conn)

@@ -8,13 +8,14 @@ payload decoded on every read). Version 2: decoded values stored (JSON),
 the ack a reading got, readings on an increasing rowid with a (device, seq)
 unique index, a per-device change counter, partial indexes for commands,
 device_events. Version 3: api_tokens (`mpseal token`, the receiver's
-exposed API).
+exposed API). Version 4: the radio link of a reading (rssi, snr: LoRaWAN's
+best gateway) and a device's TTN end device id (`mpseal ttn`'s mapping).
 """
 import sqlite3
 
 from mpseal_host.storage.model import newer_schema, value_json_from_payload
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 DEVICES = """
 CREATE TABLE devices (
@@ -111,6 +112,17 @@ CREATE TABLE IF NOT EXISTS api_tokens (
 """
 
 
+# Version 4: columns added to the tables above (so every older file gets the
+# same statements), nullable: readings from links without a radio report and
+# devices that are not on TTN leave them NULL.
+RADIO_AND_TTN = """
+ALTER TABLE readings ADD COLUMN rssi REAL;
+ALTER TABLE readings ADD COLUMN snr REAL;
+ALTER TABLE devices ADD COLUMN ttn_id TEXT;
+CREATE UNIQUE INDEX devices_ttn_id ON devices (ttn_id);
+"""
+
+
 def _v1_to_v2(db):
     columns = [row[1] for row in db.execute("PRAGMA table_info(readings)")]
     ack = "ack" if "ack" in columns else "NULL"  # a branch build may have added it already
@@ -136,7 +148,11 @@ def _v2_to_v3(db):
     db.executescript_in_tx(API_TOKENS)  # IF NOT EXISTS: a receiver-branch build may have made it
 
 
-STEPS = {2: _v1_to_v2, 3: _v2_to_v3}  # target version -> step from the one before
+def _v3_to_v4(db):
+    db.executescript_in_tx(RADIO_AND_TTN)
+
+
+STEPS = {2: _v1_to_v2, 3: _v2_to_v3, 4: _v3_to_v4}  # target version -> step from the one before
 
 
 class _Tx:
@@ -181,7 +197,7 @@ def migrate(db, location):
         tx = _Tx(db)
         if found == 0:
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            tx.executescript_in_tx(DEVICES + READINGS + COMMAND_INDEXES + API_TOKENS)
+            tx.executescript_in_tx(DEVICES + READINGS + COMMAND_INDEXES + API_TOKENS + RADIO_AND_TTN)
         else:
             for target in range(found + 1, SCHEMA_VERSION + 1):
                 STEPS[target](tx)

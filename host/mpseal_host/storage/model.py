@@ -65,6 +65,7 @@ class Device:
     duplicates: int = 0
     rejected: int = 0
     version: int = 0  # change counter: rises with every write touching the device
+    ttn_id: object = None  # The Things Network end device id (str), mapped by `mpseal ttn`; None = not on TTN
 
     def public(self):
         """The fields an API or a listing may show (no keys)."""
@@ -82,14 +83,17 @@ class Device:
             "stored": self.stored,
             "duplicates": self.duplicates,
             "rejected": self.rejected,
+            "ttn_id": self.ttn_id,
         }
 
 
 # One reading for write_batch, decoded once at ingest: `value` is the JSON
 # text of what the API shows (a dict for values payloads, hex for raw bytes),
 # `payload` the decrypted bytes (duplicates are compared on them), `ack` the
-# sealed ack it got when the pipeline keeps one (None otherwise).
-NewReading = namedtuple("NewReading", "device_id seq received_at transport format payload value ack")
+# sealed ack it got when the pipeline keeps one (None otherwise); `rssi`
+# (dBm) and `snr` (dB): the radio link it came over, when the carrier says
+# (LoRaWAN: TTN's best gateway), else None.
+NewReading = namedtuple("NewReading", "device_id seq received_at transport format payload value ack rssi snr", defaults=(None, None))
 
 
 def value_json(value):
@@ -102,14 +106,33 @@ def value_json_from_payload(fmt, payload):
     return value_json(decode(bytes(payload))[1])
 
 
-def reading_dict(seq, received_at, transport, fmt, value):
-    return {
+def reading_dict(seq, received_at, transport, fmt, value, rssi=None, snr=None):
+    reading = {
         "seq": seq,
         "received_at": received_at,
         "transport": transport,
         "format": FORMAT_NAMES.get(fmt, fmt),
         "value": json.loads(value),
     }
+    if rssi is not None:  # only readings that came over a radio link that reports it (LoRaWAN)
+        reading["rssi"] = rssi
+        reading["snr"] = snr
+    return reading
+
+
+# The Things Stack's end device id rule: 2..36 lowercase letters, digits and
+# single dashes, starting and ending with a letter or digit.
+MAX_TTN_ID = 36
+
+
+def check_ttn_id(ttn_id):
+    if ttn_id is None:
+        return
+    ok = isinstance(ttn_id, str) and 2 <= len(ttn_id) <= MAX_TTN_ID and "--" not in ttn_id
+    ok = ok and all(c.isascii() and (c.islower() or c.isdigit() or c == "-") for c in ttn_id)
+    if not ok or ttn_id[0] == "-" or ttn_id[-1] == "-":
+        raise StorageError("a TTN device id is 2..%d lowercase letters, digits and single dashes, "
+                           "starting and ending with a letter or digit (got %r)" % (MAX_TTN_ID, ttn_id))
 
 
 def device_name_problem(name):

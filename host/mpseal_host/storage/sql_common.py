@@ -30,6 +30,7 @@ from mpseal_host.storage.model import (
     check_device_id,
     check_device_name,
     check_key,
+    check_ttn_id,
     device_exists,
     device_name_problem,
     new_key,
@@ -47,7 +48,7 @@ HOST_SEQ_WARN = MAX_SEQ - (1 << 24)
 DEVICE_COLUMNS = (
     "d.id, d.name, k.epoch, k.master_key, p.epoch AS pending_epoch, d.created_at, d.replay_window,"
     " d.last_seq, d.last_seen, d.last_transport, d.host_seq, %s,"
-    " d.received, d.stored, d.duplicates, d.rejected, d.version"
+    " d.received, d.stored, d.duplicates, d.rejected, d.version, d.ttn_id"
 )
 DEVICE_JOIN = (
     " FROM devices d JOIN device_keys k ON k.device_id = d.id AND k.state = 'current'"
@@ -60,15 +61,15 @@ ADD_COUNTS = (
     " ON CONFLICT (device_id, {key}) DO UPDATE SET count = {table}.count + excluded.count, last_at = excluded.last_at"
 )
 INSERT_COMMAND = "INSERT INTO commands (device_id, opcode, argument, created_at) VALUES (?, ?, ?, ?)"
-READING_COLUMNS = "readings (device_id, seq, received_at, transport, format, payload, value, ack)"
+READING_COLUMNS = "readings (device_id, seq, received_at, transport, format, payload, value, ack, rssi, snr)"
 
 
 def device_from_row(row):
     """A Device from a row of DEVICE_COLUMNS."""
     (id_, name, epoch, key, pending, created, window, last_seq, last_seen, last_transport, host_seq, numbers,
-     received, stored, duplicates, rejected, version) = row
+     received, stored, duplicates, rejected, version, ttn_id) = row
     return Device(id_, name, epoch, bytes(key), pending, created, bytes(window or b""), last_seq, last_seen,
-                  last_transport, host_seq, json.loads(numbers), received, stored, duplicates, rejected, version)
+                  last_transport, host_seq, json.loads(numbers), received, stored, duplicates, rejected, version, ttn_id)
 
 
 class SqlQueries:
@@ -189,6 +190,20 @@ class SqlQueries:
                 (json.dumps(numbers), device_id),
             )
 
+    def set_ttn_id(self, name_or_id, ttn_id):
+        check_ttn_id(ttn_id)
+        with self._write("setting a TTN device id") as db:
+            device_id = self._device_id(db, name_or_id, lock=True)
+            if ttn_id is not None:
+                taken = self._exec(db, "SELECT name FROM devices WHERE ttn_id = ? AND id != ?", (ttn_id, device_id)).fetchone()
+                if taken:
+                    raise StorageError("TTN device id %r belongs to device %r already" % (ttn_id, taken[0]))
+            self._exec(db, "UPDATE devices SET ttn_id = ?, version = version + 1 WHERE id = ?", (ttn_id, device_id))
+
+    def device_by_ttn_id(self, ttn_id):
+        found = self._devices("WHERE d.ttn_id = ?", (ttn_id,))
+        return found[0] if found else None
+
     def add_pending_key(self, name_or_id, epoch, key):
         check_key(key, epoch)
         with self._write("adding a key") as db:
@@ -299,7 +314,7 @@ class SqlQueries:
             params.append(to_time)
         rows = self._device_rows(
             "reading readings", name_or_id,
-            "SELECT seq, received_at, transport, format, value" + self.JSON_TEXT + " FROM readings WHERE device_id = ? AND seq > ?"
+            "SELECT seq, received_at, transport, format, value" + self.JSON_TEXT + ", rssi, snr FROM readings WHERE device_id = ? AND seq > ?"
             + where + " ORDER BY seq DESC LIMIT ?",
             params + [limit],
         )
@@ -322,7 +337,7 @@ class SqlQueries:
                     thin = " AND ((seq - ?) %% %d = 0 OR seq = ?)" % stride
                     params += [first, last]
             rows = self._exec(
-                db, "SELECT seq, received_at, transport, format, value" + self.JSON_TEXT + " FROM readings WHERE "
+                db, "SELECT seq, received_at, transport, format, value" + self.JSON_TEXT + ", rssi, snr FROM readings WHERE "
                 + where + thin + " ORDER BY seq LIMIT ?",
                 params + [limit],
             ).fetchall()
@@ -338,7 +353,7 @@ class SqlQueries:
     def _latest(self, where="", params=()):
         rows = self._rows(
             "reading latest readings",
-            "SELECT d.name, r.seq, r.received_at, r.transport, r.format, r.value" + self.JSON_TEXT + " FROM devices d"
+            "SELECT d.name, r.seq, r.received_at, r.transport, r.format, r.value" + self.JSON_TEXT + ", r.rssi, r.snr FROM devices d"
             + self.LATEST_JOIN + where + " ORDER BY d.id",
             params,
         )
@@ -424,7 +439,7 @@ class SqlQueries:
     # overrides them with COPY and unnest() arrays, one statement each.
 
     def _insert_readings(self, db, rows):
-        self._exec_many(db, "INSERT INTO " + READING_COLUMNS + " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self._exec_many(db, "INSERT INTO " + READING_COLUMNS + " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _add_counts(self, db, table, key, rows):
         """rows: (device_id, key, n, at); n is added to the count."""
