@@ -71,7 +71,7 @@ class Transport:
         self.seqs = None  # the app sets its SequenceStore: FCnts for resends
         self.unacked = outbox.Outbox(config.queue_max, "/unacked")  # on air, not yet in a cumulative ack
         self.missing = []  # seqs the last cumulative ack found missing, oldest first: poll() resends them
-        self.rssi = self.snr = 0
+        # (the last downlink's RSSI/SNR stay on self.radio: no copies here, each attribute costs heap)
 
     def send(self, packet):
         self.sent = False
@@ -167,8 +167,6 @@ class Transport:
         if opened is None:
             return None  # not for us, forged, or a replayed FCnt
         self.down = opened[0]
-        self.rssi = radio.rssi
-        self.snr = radio.snr
         if not opened[1] or not opened[2]:
             return None  # MAC commands only (FPort 0) or no payload: nothing for the app
         return opened[2]

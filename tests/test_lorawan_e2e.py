@@ -14,8 +14,8 @@ import time
 import pytest
 
 from lorawan_helpers import mosquitto, oracle  # noqa: F401 (fixtures)
-from mpseal import TYPE_COMMAND, VERSION_COMPACT, unseal
-from mpseal.control import encode_commands, read_now, set_interval
+from mpseal import VERSION_COMPACT, unseal
+from mpseal.control import TYPE_CUMULATIVE_ACK, encode_cumulative_ack, read_now, set_interval
 from mpseal.payload import decode_values
 from mpseal_tools.sim import unix_board
 from mpseal_tools.sim.lorawan_ns import GatewaySim, NetworkServerSim
@@ -31,7 +31,7 @@ APP = "mpseal-app"
 # high-water 62.8 KB, smallest heap that runs 68k (of 64k, 68k) (docs/lorawan.md "Memory").
 # ROMFS or frozen modules (bytecode in flash) are the way to 48k: from the
 # romfs branch's ROMFS image the same board ran 3 readings in 48k (45.9 KB).
-HEAP = "72k"
+HEAP = unix_board.TARGET_HEAP
 
 
 class Air:
@@ -101,6 +101,12 @@ def air(tmp_path, mosquitto, monkeypatch):  # noqa: F811
     a.close()
 
 
+def unacked(board):
+    """The seqs of the frames the board keeps until a cumulative ack (its /unacked folder)."""
+    folder = board.flash / "unacked"
+    return sorted(int(n, 16) for n in os.listdir(folder) if "." not in n) if folder.exists() else []
+
+
 def numbers(board, word):
     return [int(line.split()[1]) for line in list(board.lines) if line.startswith(word + " ")]
 
@@ -160,19 +166,25 @@ def test_a_reset_frame_counter_is_what_ttn_refuses(air):
     board.stop()
 
 
-def test_command_in_rx1_is_obeyed_once_and_a_replay_refused(air):
+def test_a_cumulative_ack_in_rx1_releases_frames_its_command_obeyed_once_a_replay_refused(air):
     board = air.board().start()
-    board.wait_for(lambda b: len(air.ns.uplinks) >= 1, timeout=30)
-    command = encode_commands([set_interval(4), read_now()])
-    packet = __import__("mpseal").seal(air.key, DEVICE_ID, 1, command, type=TYPE_COMMAND, version=VERSION_COMPACT)
+    board.wait_for(lambda b: len(unacked(b)) >= 2, timeout=30)  # on air, kept until acked
+    sent = [doc["uplink_message"]["f_cnt"] for doc in air.ns.uplinks[:2]]
+    assert unacked(board)[:2] == sent
+    # what mpseal ttn sends: the stored seqs (highest + bitmap) and a command, under a fresh host seq
+    ack = encode_cumulative_ack(sent[1], 0b11, [set_interval(4), read_now()])
+    packet = __import__("mpseal").seal(air.key, DEVICE_ID, 1, ack, type=TYPE_CUMULATIVE_ACK, version=VERSION_COMPACT)
     air.push(packet)
     board.wait_for(lambda b: any(line.startswith("command set-interval") for line in b.lines), timeout=30)
     assert air.ns.counts.get("downlinks") == 1
-    air.push(packet)  # the same sealed command again (a new LoRaWAN frame around it)
+    board.wait_for(lambda b: any("cumulative ack up to %d: 2 released" % sent[1] in line for line in b.lines), timeout=10)
+    assert not set(sent) & set(unacked(board))
+    air.push(packet)  # the same sealed ack again (a new LoRaWAN frame around it): refused, nothing runs
     board.wait_for(lambda b: air.ns.counts.get("downlinks", 0) == 2, timeout=30)
     board.wait_for(lambda b: b.stats and b.stats.get("replayed", 0) >= 1, timeout=30)
     board.stop()
     assert sum(line.startswith("command set-interval") for line in board.lines) == 1
+    assert sum("cumulative ack up to" in line for line in board.lines) == 1
     assert json.loads((board.flash / "config.json").read_text())["interval_s"] == 4
 
 
@@ -204,8 +216,9 @@ def test_readings_reach_mpseal_ttn_once_and_a_queued_command_comes_back_in_rx1(a
 
     receiver = ReceiverProcess(tmp_path / "rx")
     receiver.add_device("lora", air.key, DEVICE_ID)
+    receiver.cli("devices", "set-ttn-id", "lora", TTN_DEVICE)  # the registry maps TTN's device id
     receiver.start()
-    ttn = TtnProcess(receiver.db, mosquitto, tmp_path, "--device", "%s=lora" % TTN_DEVICE, "--plain-ack-every", "100000")
+    ttn = TtnProcess(receiver.db, mosquitto, tmp_path, "--ack-every", "100000", "--ack-after", "100000")
     try:
         wait_until(lambda: any("subscribed to" in line for line in ttn.lines()), timeout=30, what="mpseal ttn subscribed")
         receiver.cli("command", "lora", "set-interval", "4")
@@ -214,10 +227,10 @@ def test_readings_reach_mpseal_ttn_once_and_a_queued_command_comes_back_in_rx1(a
         wait_until(lambda: len(receiver.readings("lora")) >= 3, timeout=60, what="3 readings stored")
         board.stop()
         assert json.loads((board.flash / "config.json").read_text())["interval_s"] == 4
-        # the first stored reading's ack carried the command: sent at once, in RX1 of the next uplink
+        # the first stored reading's cumulative ack carried the command: sent at once, in RX1 of the next uplink
         assert air.ns.counts.get("downlinks") == 1
-        rows = receiver.readings("lora")
-        assert all(r["transport"] == "lorawan" for r in rows)
+        rows = receiver.readings("lora")  # the readings JSON API
+        assert all(r["transport"] == "lorawan" and (r["rssi"], r["snr"]) == (-57, 9.5) for r in rows)
         seqs = [r["seq"] for r in rows]
         assert seqs == sorted(set(seqs))
         # the same reading again, via Wi-Fi (UDP) and replayed on MQTT: stored once
@@ -233,6 +246,49 @@ def test_readings_reach_mpseal_ttn_once_and_a_queued_command_comes_back_in_rx1(a
         assert not [line for line in ttn.lines() if "duplicate" in line and "ack queued" in line]  # no downlink spent on it
         assert [r["seq"] for r in receiver.readings("lora")].count(seqs[0]) == 1
         assert any("rssi -57 snr 9.5" in line for line in ttn.lines())
+        # a TTN device no registered device is mapped to: refused with one line, counted
+        stranger = dict(air.ns.uplinks[0], end_device_ids={"device_id": "stranger-1", "dev_addr": "260B0099"})
+        air.mqtt.publish("v3/%s@ttn/devices/stranger-1/up" % APP, json.dumps(stranger)).wait_for_publish(5)
+        wait_until(lambda: any("stranger-1" in line for line in ttn.lines()), timeout=20, what="mpseal ttn refused the stranger")
+        assert [line for line in ttn.lines() if "stranger-1" in line] == [
+            "ttn stranger-1: refused, ttn_unknown_device: stranger-1 is no device's TTN id (mpseal devices set-ttn-id NAME stranger-1)"]
+        stats = json.loads(receiver.cli("stats", "--json"))
+        assert stats["rejected_by_reason"]["ttn_unknown_device"] == 1
+    finally:
+        ttn.close()
+        receiver.stop()
+
+
+def test_a_reading_lost_on_the_air_is_resent_after_the_cumulative_ack_shows_the_gap(air, mosquitto, tmp_path):  # noqa: F811
+    from mpseal_tools.receiver_proc import ReceiverProcess
+    from conftest import wait_until
+
+    receiver = ReceiverProcess(tmp_path / "rx")
+    receiver.add_device("lora", air.key, DEVICE_ID)
+    receiver.cli("devices", "set-ttn-id", "lora", TTN_DEVICE)
+    receiver.start()
+    ttn = TtnProcess(receiver.db, mosquitto, tmp_path, "--ack-after", "3")  # a cumulative ack after every 3 new readings
+    try:
+        wait_until(lambda: any("subscribed to" in line for line in ttn.lines()), timeout=30, what="mpseal ttn subscribed")
+        air.gateway.lose = {2}  # seq 2's frame (FCnt 2) never reaches the network server
+        board = air.board().start()
+        wait_until(lambda: 2 in [r["seq"] for r in receiver.readings("lora")], timeout=90, what="seq 2 resent and stored")
+        wait_until(lambda: sum("cumulative ack up to" in line for line in board.lines) >= 2, timeout=90, what="a later ack released it")
+        board.stop()
+        assert air.gateway.lost == [2]
+        first = next(line for line in board.lines if "cumulative ack up to" in line)
+        assert "1 to resend" in first, board.lines
+        resent = [line for line in board.lines if line.startswith("mpseal lorawan: resent 2 as FCnt ")]
+        assert len(resent) == 1, board.lines
+        fcnt = int(resent[0].split()[-1])
+        # on the air: the same sealed packet (seq 2) under a fresh, higher FCnt, which TTN accepts
+        doc = next(d for d in air.ns.uplinks if d["uplink_message"]["f_cnt"] == fcnt)
+        assert unseal(base64.b64decode(doc["uplink_message"]["frm_payload"]), air.key)[0].seq == 2
+        fcnts = [d["uplink_message"]["f_cnt"] for d in air.ns.uplinks]
+        assert fcnts == sorted(set(fcnts)) and air.ns.counts.get("fcnt_replay", 0) == 0
+        seqs = [r["seq"] for r in receiver.readings("lora")]
+        assert seqs.count(2) == 1 and fcnt not in seqs  # the resend's FCnt is burnt: never a reading's seq
+        assert 2 not in unacked(board)  # released by the next ack
     finally:
         ttn.close()
         receiver.stop()

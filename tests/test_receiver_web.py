@@ -297,6 +297,11 @@ def test_page_without_uplot_still_shows_values_and_says_so(tmp_path):
     need_chromium()
     db = str(tmp_path / "db.sqlite")
     fleet_db(db, n=3)
+    storage = Storage(db)  # one reading that came over LoRaWAN: TTN's rssi/snr are stored with it (mpseal ttn)
+    device = storage.get_device("single")
+    packet = mpseal.seal(device.master_key, device.id, 2, payload.encode_values({"temperature": 9.5}), version=mpseal.VERSION_COMPACT)
+    Ingestor(storage).ingest([(packet, "lorawan", None, None, (-101, -3.5))])
+    storage.close()
     receiver = RunningReceiver(db, env={"MPSEAL_UPLOT_DIR": str(tmp_path / "no-uplot-here")})
 
     async def drive(page):
@@ -304,6 +309,9 @@ def test_page_without_uplot_still_shows_values_and_says_so(tmp_path):
                             "document.querySelector('[data-device=\"late-one\"] [data-field=\"temperature\"] b') !== null")
         note = await page.js("document.getElementById('charts-note').textContent")
         assert "uPlot is not installed" in note
+        meta = await page.js("document.querySelector('[data-device=\"single\"] .meta').textContent")
+        assert "via lorawan" in meta and "rssi -101 dBm, snr -3.5 dB" in meta, meta
+        assert "rssi" not in await page.js("document.querySelector('[data-device=\"late-one\"] .meta').textContent")
         assert await page.js("document.querySelector('.chart')") is None
         assert page.errors == [], page.errors
 

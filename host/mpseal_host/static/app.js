@@ -146,6 +146,10 @@ function fillCard(entry, device, data) {
   if (health.version !== null && health.version !== undefined) parts.push("version " + fmt(health.version));
   const latest = device.latest;
   if (latest && latest.time_source === "age") parts.push("measured " + ago(latest.measured_at, now));
+  // the radio link of the latest reading, when its carrier reports one (LoRaWAN: TTN's best gateway)
+  if (latest && typeof latest.rssi === "number") {
+    parts.push("rssi " + fmt(latest.rssi) + " dBm" + (typeof latest.snr === "number" ? ", snr " + fmt(latest.snr) + " dB" : ""));
+  }
   card.querySelector(".meta").textContent = parts.join(" \u00b7 ");
 
   const values = card.querySelector(".values");

@@ -1,8 +1,10 @@
 """LoRaWAN figures for `make bench`: airtime of one reading per data rate
 (the board's own lorawan.airtime_us, Semtech's formula), readings a day the
 1 % duty cycle allows, the board's heap with the LoRa transport loaded (the
-real firmware on the unix port, simulated SX1276), and flash writes per
-1,000 frames (the board's seqstore, run under MicroPython)."""
+real firmware on the unix port, simulated SX1276), flash writes per
+1,000 frames (the board's seqstore, run under MicroPython), and the
+downlinks a day `mpseal ttn`'s cumulative-ack policy spends (ttn.AckPolicy,
+run over a simulated day)."""
 import os
 import subprocess
 import sys
@@ -114,11 +116,39 @@ def flash_section():
         seq_writes = int(out.stdout)
     print("flash writes per %d LoRaWAN frames (one reading each, always-on or interval mode):" % FRAMES)
     print("  /seq.dat %d (the FCnt is the mpseal sequence number: no file of its own); +1 per power-on boot, 0 per deep-sleep wake" % seq_writes)
-    print("  no queue files: a frame that went on air is not kept (LoRa has no per-frame ack)")
+    print("  /unacked: 1 file written per frame on air, 1 removed when a cumulative ack names it stored (%d + %d);" % (FRAMES, FRAMES))
+    print("  a resend after a gap writes nothing more (same file), its fresh FCnt comes from the same /seq.dat block")
+
+
+def downlinks_section():
+    """Downlinks per device per day under the default AckPolicy, by reading
+    interval: what TTN's fair use (10/day) sees, and how many readings wait
+    (on the board, in /unacked) between two acks at most."""
+    from mpseal_host import ttn
+
+    print("cumulative acks (mpseal ttn defaults: after %d readings, every %d h, at most %d/day; TTN fair use ~10/day):"
+          % (ttn.ACK_AFTER_READINGS, ttn.ACK_EVERY_S // 3600, ttn.MAX_DOWNLINKS_PER_DAY))
+    print("  %-16s %12s %14s %22s" % ("reading every", "readings/day", "downlinks/day", "readings waiting, max"))
+    for interval in (60, 180, 300, 900, 3600, 4 * 3600):
+        policy = ttn.AckPolicy()
+        downlinks = waiting = most = 0
+        t = 0.0
+        while t < ttn.DAY_S * 3:  # three days: the first one starts with an empty history
+            waiting += 1
+            if policy.due(1, False, t):
+                policy.sent(1, t)
+                if t >= ttn.DAY_S * 2:
+                    downlinks += 1
+                waiting = 0
+            most = max(most, waiting)
+            t += interval
+        note = "" if most < 64 else "  (beyond 64: a frame lost then cannot be resent)"
+        print("  %-16s %12d %14d %22d%s" % ("%d s" % interval, ttn.DAY_S // interval, downlinks, most, note))
 
 
 def main(argv=None):
     airtime_section()
+    downlinks_section()
     flash_section()
     heap_section()
 

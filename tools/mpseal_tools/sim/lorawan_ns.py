@@ -198,7 +198,9 @@ class NetworkServerSim:
 class GatewaySim:
     """The air: a UDP socket on loopback the simulated radios send to
     (MPSEAL_LORA_AIR=host:port for the board). Every frame it hears is also
-    kept in `frames` (PHYPayload, settings) for tests."""
+    kept in `frames` (PHYPayload, settings) for tests. `lose`: the FCnts
+    (the 16 bits on air) of frames the air loses, once each: kept in
+    `frames`, never reaching the network server."""
 
     def __init__(self, network_server):
         self.ns = network_server
@@ -208,6 +210,8 @@ class GatewaySim:
         self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
         self.frames = []
         self.refused = {}
+        self.lose = set()
+        self.lost = []
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -242,6 +246,11 @@ class GatewaySim:
                 phy = datagram[AIR_HEADER:]
                 meta = {"frequency": channel, "sf": sf, "bandwidth": BANDWIDTH_HZ[bw], "rssi": -57, "snr": 9.5, "dr": EU868_DATA_RATES[(sf, bw)], "at": time.monotonic()}
                 self.frames.append((phy, meta))
+                f16 = struct.unpack("<H", phy[6:8])[0] if len(phy) >= 8 else None
+                if f16 in self.lose:
+                    self.lose.discard(f16)
+                    self.lost.append(f16)
+                    continue
                 try:
                     down = self.ns.uplink(phy, meta)
                 except Exception:  # a bug here must not silence the air for the rest of the test
