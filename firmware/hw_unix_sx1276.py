@@ -20,7 +20,9 @@ import os
 import select
 import socket
 import struct
+from micropython import const
 
+_MAX_DATAGRAM = const(9 + 255)  # the air header and the largest LoRa frame: a bigger buffer would only cost the heap
 _AIR = ">IBBBBb"  # frequency Hz, SF, bandwidth code, flags (1 inverted I/Q, 2 CRC, 4 implicit header), sync word, power dBm
 
 
@@ -104,7 +106,7 @@ class Chip:
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
         while poller.poll(0):
-            self.pending.append(self.sock.recv(512))
+            self.pending.append(self.sock.recv(_MAX_DATAGRAM))
         self.pending = self.pending[-8:]
 
     def rx(self):

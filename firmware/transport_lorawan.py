@@ -26,7 +26,8 @@
 # - No ack per frame (TTN allows ~10 downlinks a day): a frame that went on air
 #   leaves the app's queue (send() returns a reply, b"", exactly when it went
 #   out: the app's `handle` contract, as transport_udp) and waits here, in
-#   flash (/unacked, outbox.Outbox, at most queue_max), for a *cumulative
+#   flash (/unacked/<seq in hex>, at most 64: an ack speaks for no more; only
+#   a count in RAM, the heap has ~150 bytes to spare at 48k), for a *cumulative
 #   ack*: the host's highest stored seq and a bitmap of the 63 below it
 #   (docs/protocol.md, type 6), sent a few times a day. lorawan_acks.py
 #   (loaded per ack) releases what it names stored, drops what the host can
@@ -36,22 +37,29 @@
 #   under a FRESH FCnt taken from the app's sequence store (the app hands it
 #   over as `seqs`): TTN's frame counter check needs every FCnt above the last,
 #   and a number from that store is never used twice. That number is then
-#   never a reading's seq (the host sees a gap there that nobody fills).
+#   never a reading's seq (the host sees a gap there that nobody fills). A
+#   reading the app queued before a resend (duty cycle) and sends after it
+#   gets a fresh FCnt the same way (its seq is below the resend's FCnt).
+#   After a reboot that is not known: such a frame may go out under its own,
+#   lower, FCnt, TTN drops it, and the next cumulative ack shows the gap.
 # - A downlink caught in RX1/RX2 goes to `handle` (the app's Downlink.handle:
 #   commands, acks, replay rules); a fresh cumulative ack comes back from it
 #   as its payload.
+import gc
 import time
 from micropython import const
 
 import hw_lora
 import lazy
+import flashfs
 import lorawan
-import outbox
 import sx1276
 
 _RX_SYMBOLS = const(8)  # preamble symbols a window waits for (RegSymbTimeout)
 _RX_EARLY_MS = const(20)  # open each window a little early: board and gateway clocks differ
 _SLICE_MS = const(100)  # waits are sliced to feed the watchdog
+_KEEP = const(64)  # frames kept for a cumulative ack at most (the 64 it speaks for); the oldest goes first
+UNACKED = "/unacked"
 
 
 class Transport:
@@ -69,8 +77,9 @@ class Transport:
         self.rejected = None
         self.handle = None  # the app sets Downlink.handle
         self.seqs = None  # the app sets its SequenceStore: FCnts for resends
-        self.unacked = outbox.Outbox(config.queue_max, "/unacked")  # on air, not yet in a cumulative ack
-        self.missing = []  # seqs the last cumulative ack found missing, oldest first: poll() resends them
+        self.fcnt = 0  # highest FCnt sent since boot
+        self.kept = None  # frames in /unacked (on air, not yet in a cumulative ack); counted at the first send
+        self.missing = None  # seqs the last cumulative ack found missing, oldest first: poll() resends them
         # (the last downlink's RSSI/SNR stay on self.radio: no copies here, each attribute costs heap)
 
     def send(self, packet):
@@ -82,7 +91,10 @@ class Transport:
         seq = int.from_bytes(packet[7:11], "big")
         if not self.transmit(seq, packet):
             return None
-        self.unacked.push(seq, packet)  # until a cumulative ack names it stored
+        if self.kept is None or self.kept >= _KEEP:
+            lazy.call("lorawan_acks", "tidy", self, _KEEP - 1)  # counts /unacked, drops the oldest beyond
+        flashfs.write_atomic(UNACKED + "/%08x" % seq, packet)  # until a cumulative ack names it stored
+        self.kept += 1
         return b""  # on air: the app's part is done
 
     def poll(self):
@@ -93,58 +105,68 @@ class Transport:
         if not missing or self.seqs is None or lorawan.pick(self.region, self.duty, time.ticks_ms()) is None:
             return None
         seq = missing[0]
-        item = self.unacked.oldest(seq - 1)
-        if item is None or item[0] != seq:  # released meanwhile, or dropped (queue full)
+        packet = flashfs.read_atomic(UNACKED + "/%08x" % seq)
+        if packet is None:  # dropped meanwhile (too many kept)
             missing.pop(0)
             return None
-        try:
-            fcnt = self.seqs.next()  # burnt for readings: FCnts must only grow
-        except OSError:  # the reservation could not be written: try again later
-            return None
-        if fcnt is None:  # no sequence store (resync pending) or used up
-            return None
-        if self.transmit(fcnt, item[1]):
+        fcnt = self.transmit(seq, packet, True)
+        if fcnt:
             if missing and missing[0] == seq:
                 missing.pop(0)
             print("mpseal lorawan: resent %d as FCnt %d" % (seq, fcnt))
         return None
 
-    def transmit(self, fcnt, packet):
-        """One uplink carrying `packet` under `fcnt`, then RX1/RX2. True when
-        it went on air; False when no sub-band may send yet or the radio
-        failed (no TxDone): the caller keeps the packet."""
+    def transmit(self, seq, packet, fresh=False):
+        """One uplink carrying `packet`, then RX1/RX2. Its FCnt is `seq`, or
+        a fresh number from the sequence store when `fresh` (a resend) or a
+        frame went out under a higher FCnt since boot (a reading queued
+        before a resend): TTN drops an FCnt not above the last. Returns the
+        FCnt when it went on air; 0 when no sub-band may send yet, no fresh
+        number is to be had, or the radio failed (no TxDone): the caller
+        keeps the packet."""
         self.sent = False
         r = self.region
         now = time.ticks_ms()
         channel = lorawan.pick(r, self.duty, now)
         if channel is None:
-            return False  # duty cycle: every sub-band must stay silent a while longer
-        frame = lorawan.uplink(self.session, fcnt, self.fport, packet)
+            return 0  # duty cycle: every sub-band must stay silent a while longer
         sf = r.SPREADING_FACTOR[self.dr]
         bw = r.BANDWIDTH_KHZ[self.dr]
-        airtime = lorawan.airtime_us(sf, bw, len(frame), r.PREAMBLE) // 1000 + 1
+        airtime = lorawan.airtime_us(sf, bw, len(packet) + 13, r.PREAMBLE) // 1000 + 1  # + MHDR, FHDR, FPort, MIC
         band = r.CHANNEL_BAND[channel]
         if self.gap and airtime * r.BANDS[band] > self.gap:
             self.rejected = "duty_cycle"  # this frame's off-time is longer than the sleep: never legal here
-            return False
+            return 0
+        fcnt = seq
+        if fresh or seq <= self.fcnt:
+            try:
+                fcnt = self.seqs.next()  # then never a reading's seq: FCnts only grow, never repeat
+            except (OSError, AttributeError):  # the reservation could not be written (try again later), no store yet
+                fcnt = None
+            if fcnt is None:  # also: no sequence store (resync pending) or used up
+                return 0
+        frame = lorawan.uplink(self.session, fcnt, self.fport, packet)
         radio = self.radio
         try:
             radio.configure(r.CHANNELS[channel], sf, bw, self.power, r.SYNC_WORD, r.PREAMBLE)
             self.duty.used(band, now, airtime)  # before TX: a frame that failed may still have radiated
+            self.fcnt = fcnt
             radio.transmit(frame, 2 * airtime + 100, self.idle)
             self.sent = True
             done = time.ticks_ms()
+            frame = None
+            gc.collect()  # the sealing's garbage back before a downlink needs room (48k: a few KB to spare); RX1 is 1 s away
             reply = self.listen(done, self.rx1_delay, r.CHANNELS[channel], self.dr)
             if reply is None:
                 reply = self.listen(done, self.rx1_delay + 1000, r.RX2_FREQUENCY, self.rx2_dr)
             radio.sleep()
         except OSError:  # SPI trouble, no TxDone: link trouble, the caller keeps the packet
-            return False
+            return 0
         if reply is not None and self.handle is not None:
             got = self.handle(reply)  # acks, commands (run by the app after the cycle)
             if got and got is not True:  # a fresh cumulative ack's payload (downlink.py)
                 lazy.call("lorawan_acks", "take", self, got)  # rare: loaded for this ack only
-        return True
+        return fcnt
 
     def listen(self, done, delay, frequency, dr):
         """One receive window opening `delay` ms after the uplink ended at
@@ -163,6 +185,7 @@ class Transport:
         frame = radio.receive(_RX_SYMBOLS, _RX_SYMBOLS * (1 << sf) // bw + 2 * _RX_EARLY_MS + 50, self.idle)
         if frame is None:
             return None
+        gc.collect()  # the receive's garbage back before opening (48k: little to spare)
         opened = lazy.call("lorawan_downlink", "open_frame", self.session, frame, self.down)  # rare: loaded for this frame only
         if opened is None:
             return None  # not for us, forged, or a replayed FCnt

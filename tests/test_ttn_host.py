@@ -308,3 +308,67 @@ def test_backfill_at_start_begins_before_the_newest_lorawan_reading(storage):
     assert ttn.backfill_start(storage) is None
     ingestor.ingest([(reading(2), ttn.TRANSPORT)], now=1796112000.0)
     assert ttn.backfill_start(storage) == "2026-12-01T07:55:00.000000Z"  # 08:00 UTC minus the margin
+
+
+def test_ttn_ids_on_the_command_line(tmp_path):
+    """`mpseal devices add --ttn-id`, `devices set-ttn-id`, `ttn ack-now`:
+    mistakes are one `mpseal:` line, no traceback."""
+    from conftest import mpseal_cli
+
+    db = str(tmp_path / "cli.sqlite")
+
+    def run(*args):
+        result = mpseal_cli(*args, "--db", db) if args[0] != "ttn" else mpseal_cli(*args[:3], "--db", db, *args[3:])
+        return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+    code, out, err = run("devices", "add", "lora", "--ttn-id", "eui-70b3d57ed0001234")
+    assert code == 0 and "TTN device eui-70b3d57ed0001234" in out, err
+    for args, what in [
+        (("devices", "add", "other", "--ttn-id", "eui-70b3d57ed0001234"), "belongs to device 'lora' already"),
+        (("devices", "add", "third", "--ttn-id", "Bad_Id"), "a TTN device id is 2..36"),
+        (("devices", "set-ttn-id", "nobody", "x-1"), "no device 'nobody'"),
+        (("ttn", "ack-now", "nobody", "--mqtt", "127.0.0.1:1", "--application", "app"), "no device 'nobody'"),
+    ]:
+        code, out, err = run(*args)
+        assert code == 1 and "Traceback" not in err and err.strip().count("\n") == 0 and what in err, (args, err)
+    assert run("devices", "set-ttn-id", "lora", "none")[0] == 0
+    code, out, err = run("ttn", "ack-now", "lora", "--mqtt", "127.0.0.1:1", "--application", "app")
+    assert code == 1 and "has no TTN device id" in err and "Traceback" not in err, err
+    listed = json.loads(run("devices", "list", "--json")[1])
+    assert [d["ttn_id"] for d in listed] == [None]
+
+
+def test_ack_now_pushes_a_cumulative_ack_with_waiting_commands_through_a_real_broker(storage, tmp_path):
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from conftest import mpseal_cli
+    from mqtt_helpers import Mosquitto
+
+    Ingestor(storage).ingest([(reading(5), ttn.TRANSPORT)])
+    storage.queue_command("lora", control.set_interval(900))
+    broker = Mosquitto(str(tmp_path)).start()
+    got, ready = [], threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_connect = lambda c, *a: c.subscribe(ttn.down_push_topic("app", "ttn", "mpseal-12"), qos=1)
+    client.on_subscribe = lambda *a: ready.set()
+    client.on_message = lambda c, u, m: got.append(json.loads(m.payload))
+    try:
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        assert ready.wait(10)
+        result = mpseal_cli("ttn", "ack-now", "lora", "--db", storage.path, "--mqtt", "127.0.0.1:%d" % broker.port, "--application", "app")
+        assert result.returncode == 0, result.stderr.decode()
+        from conftest import wait_until
+
+        wait_until(lambda: got, what="the down/push document")
+    finally:
+        client.loop_stop()
+        broker.stop()
+    down = base64.b64decode(got[0]["downlinks"][0]["frm_payload"])
+    header, payload = mpseal.unseal(down, KEY, direction=mpseal.TO_DEVICE)
+    highest, bitmap, commands = control.decode_cumulative_ack(payload)
+    assert header.type == control.TYPE_CUMULATIVE_ACK and highest == 5 and commands == [control.set_interval(900)]
+    assert len(down) <= 51 and got[0]["downlinks"][0]["f_port"] == 1
+    assert storage.unsent_commands(DEVICE_ID) == []

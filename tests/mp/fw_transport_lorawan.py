@@ -85,32 +85,43 @@ def cumulative(highest, stored):
 
 import lorawan_acks  # noqa: E402  (what transport_lorawan loads per ack)
 
+
+def unacked():
+    return lorawan_acks.kept()
+
+
 t = make(Config(data_rate=5))
 t.duty.used = lambda *a: None  # no duty-cycle waits in this unit test (tested above)
 t.seqs = Seqs(200)
-assert t.unacked.seqs == [6, 10, 70000, 70001], t.unacked.seqs  # the frames sent above, kept in flash across a new Transport (a reboot)
-for seq in list(t.unacked.seqs):
-    t.unacked.remove(seq)
+assert unacked() == [6, 10, 70000, 70001], unacked()  # the frames sent above, kept in flash across a new Transport (a reboot)
+import os  # noqa: E402
+
+for name in os.listdir("/unacked"):
+    os.remove("/unacked/" + name)
 for seq in (100, 101, 102, 103, 120, 130):
     assert t.send(packet(seq)) == b""
-assert t.unacked.seqs == [100, 101, 102, 103, 120, 130]  # on air, kept in flash until a cumulative ack
+assert unacked() == [100, 101, 102, 103, 120, 130]  # on air, kept in flash until a cumulative ack
 # the host stored 101, 103 and 120 (its highest); 100 and 102 never arrived; 130 came after the ack was made
 lorawan_acks.take(t, cumulative(120, (120, 103, 101)))
-assert t.unacked.seqs == [100, 102, 130] and t.missing == [100, 102], (t.unacked.seqs, t.missing)
+assert unacked() == [100, 102, 130] and t.missing == [100, 102], (unacked(), t.missing)
 chip = t.radio.spi.chip
 sent = chip.transmitted
 t.poll()  # one resend per call: the oldest gap, the same sealed bytes under a fresh FCnt
 frame = bytes(chip.fifo[: chip.regs[0x22]])
 assert frame[6:8] == struct.pack("<H", 200) and t.missing == [102] and t.seqs.n == 201
 t.poll()
-assert t.missing == [] and t.seqs.n == 202 and chip.transmitted == sent + 2
+assert not t.missing and t.seqs.n == 202 and chip.transmitted == sent + 2
 t.poll()  # nothing left to resend
-assert chip.transmitted == sent + 2 and t.unacked.seqs == [100, 102, 130]  # resent, still kept until acked
+assert chip.transmitted == sent + 2 and unacked() == [100, 102, 130]  # resent, still kept until acked
 lorawan_acks.take(t, cumulative(140, (140, 130, 102, 100)))
-assert t.unacked.seqs == [] and t.missing == []
+assert unacked() == [] and t.missing is None and t.kept == 0
 assert t.send(packet(150)) == b""
 # 150 is 100 below the host's highest: its window refuses it (too_old), so it is dropped, counted
 lorawan_acks.take(t, cumulative(250, (250,)))
-assert t.unacked.seqs == [] and t.missing == [] and t.unacked.dropped == 1
+assert unacked() == [] and t.missing is None and t.kept == 0
+# at most 64 frames are kept: the oldest goes first
+for seq in range(300, 366):
+    assert t.send(packet(seq)) == b""
+assert unacked() == list(range(302, 366)) and t.kept == 64
 print("ok cumulative acks release what is stored, resend gaps under fresh FCnts, drop what is too old")
 print("ok")
