@@ -113,6 +113,29 @@ def test_allowed_numbers(storage):
     assert storage.get_device("greenhouse").allowed_numbers == ["+4915112345678"]
 
 
+def test_ttn_ids_and_the_radio_link_of_a_reading(storage):
+    """mpseal ttn's registry mapping and TTN's rssi/snr, on each backend (schema SQLite 4, PostgreSQL 3)."""
+    import mpseal
+    from mpseal_host.ingest import Ingestor
+
+    device = storage.add_device("field", key=bytes(range(32)))
+    storage.add_device("other")
+    assert storage.get_device("field").ttn_id is None and storage.device_by_ttn_id("eui-1") is None
+    storage.set_ttn_id("field", "eui-1")
+    assert storage.device_by_ttn_id("eui-1").name == "field" and storage.get_device("field").public()["ttn_id"] == "eui-1"
+    with pytest.raises(StorageError, match="belongs to device 'field'"):
+        storage.set_ttn_id("other", "eui-1")
+    with pytest.raises(StorageError, match="TTN device id"):
+        storage.set_ttn_id("other", "EUI 1")
+    storage.set_ttn_id("field", None)
+    assert storage.device_by_ttn_id("eui-1") is None
+    packet = mpseal.seal(device.master_key, device.id, 1, payload.encode_values({"t": 1}), version=2)
+    Ingestor(storage).ingest([(packet, "lorawan", None, None, (-117.0, -12.25)), (mpseal.seal(device.master_key, device.id, 2, b"\x02"), "udp")])
+    rows = storage.readings("field")
+    assert [(r["seq"], r.get("rssi"), r.get("snr")) for r in rows] == [(1, -117.0, -12.25), (2, None, None)]
+    assert storage.readings_between("field")[0]["rssi"] == -117.0
+
+
 def _ingest(storage, device, seqs, now=None):
     import mpseal
     from mpseal_host.ingest import Ingestor
