@@ -26,9 +26,9 @@
 # - No ack per frame (TTN allows ~10 downlinks a day): a frame that went on air
 #   leaves the app's queue (send() returns a reply, b"", exactly when it went
 #   out: the app's `handle` contract, as transport_udp) and waits here, in
-#   flash (/unacked/<seq in hex>, at most 64: an ack speaks for no more; only
-#   a count in RAM, the heap has ~150 bytes to spare at 48k), for a *cumulative
-#   ack*: the host's highest stored seq and a bitmap of the 63 below it
+#   flash (/unacked/<seq in hex>, until 64 newer ones went out: an ack speaks
+#   for no more; nothing of it in RAM, the heap has little to spare at 48k),
+#   for a *cumulative ack*: the host's highest stored seq and a bitmap of the 63 below it
 #   (docs/protocol.md, type 6), sent a few times a day. lorawan_acks.py
 #   (loaded per ack) releases what it names stored, drops what the host can
 #   no longer take (64 or more below its highest: too_old there), and notes
@@ -58,7 +58,7 @@ import sx1276
 _RX_SYMBOLS = const(8)  # preamble symbols a window waits for (RegSymbTimeout)
 _RX_EARLY_MS = const(20)  # open each window a little early: board and gateway clocks differ
 _SLICE_MS = const(100)  # waits are sliced to feed the watchdog
-_KEEP = const(64)  # frames kept for a cumulative ack at most (the 64 it speaks for); the oldest goes first
+_KEEP = const(64)  # a frame is kept until 64 newer ones went out (the most a cumulative ack speaks for)
 UNACKED = "/unacked"
 
 
@@ -76,10 +76,11 @@ class Transport:
         self.sent = False
         self.rejected = None
         self.handle = None  # the app sets Downlink.handle
-        self.seqs = None  # the app sets its SequenceStore: FCnts for resends
         self.fcnt = 0  # highest FCnt sent since boot
-        self.kept = None  # frames in /unacked (on air, not yet in a cumulative ack); counted at the first send
-        self.missing = None  # seqs the last cumulative ack found missing, oldest first: poll() resends them
+        # `seqs`: the app's SequenceStore (App sets it), fresh FCnts. `missing`: set by lorawan_acks
+        # (each attribute costs heap at 48k, so none before): the seqs the last cumulative ack found
+        # missing, oldest first (poll() resends them).
+        flashfs.ensure_dir(UNACKED)
         # (the last downlink's RSSI/SNR stay on self.radio: no copies here, each attribute costs heap)
 
     def send(self, packet):
@@ -91,30 +92,18 @@ class Transport:
         seq = int.from_bytes(packet[7:11], "big")
         if not self.transmit(seq, packet):
             return None
-        if self.kept is None or self.kept >= _KEEP:
-            lazy.call("lorawan_acks", "tidy", self, _KEEP - 1)  # counts /unacked, drops the oldest beyond
         flashfs.write_atomic(UNACKED + "/%08x" % seq, packet)  # until a cumulative ack names it stored
-        self.kept += 1
+        # 64 below it: the host's window can no longer take that one if it is missing. Removed by
+        # name (no listing, no count in RAM); what a forward jump skipped goes with the next ack.
+        flashfs.remove(UNACKED + "/%08x" % (seq - _KEEP))
         return b""  # on air: the app's part is done
 
     def poll(self):
-        """Resends the oldest reading a cumulative ack found missing, under a
-        fresh FCnt, when a sub-band may send. Downlinks in its windows go to
-        `handle`; returns None (nothing for the app's poll)."""
-        missing = self.missing
-        if not missing or self.seqs is None or lorawan.pick(self.region, self.duty, time.ticks_ms()) is None:
-            return None
-        seq = missing[0]
-        packet = flashfs.read_atomic(UNACKED + "/%08x" % seq)
-        if packet is None:  # dropped meanwhile (too many kept)
-            missing.pop(0)
-            return None
-        fcnt = self.transmit(seq, packet, True)
-        if fcnt:
-            if missing and missing[0] == seq:
-                missing.pop(0)
-            print("mpseal lorawan: resent %d as FCnt %d" % (seq, fcnt))
-        return None
+        """Resends the oldest reading a cumulative ack found missing
+        (lorawan_acks.resend, loaded only while there are some). Returns
+        None: downlinks in its windows go to `handle`."""
+        if getattr(self, "missing", None):
+            lazy.call("lorawan_acks", "resend", self)
 
     def transmit(self, seq, packet, fresh=False):
         """One uplink carrying `packet`, then RX1/RX2. Its FCnt is `seq`, or
@@ -138,7 +127,7 @@ class Transport:
             self.rejected = "duty_cycle"  # this frame's off-time is longer than the sleep: never legal here
             return 0
         fcnt = seq
-        if fresh or seq <= self.fcnt:
+        if fresh or 0 < seq <= self.fcnt:  # (seq 0: a resync request, FCnt 0: TTN drops it, docs/lorawan.md)
             try:
                 fcnt = self.seqs.next()  # then never a reading's seq: FCnts only grow, never repeat
             except (OSError, AttributeError):  # the reservation could not be written (try again later), no store yet
