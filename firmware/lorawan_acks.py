@@ -8,11 +8,11 @@
 #   bit i of the bitmap (byte 11 - i // 8 of the payload, bit i % 8): seq
 #   highest - i is stored. It is the host's replay window: a seq 64 or more
 #   below highest is refused there as too_old, so it can never be stored.
-import os
 import time
 
 import flashfs
 import lorawan
+import outbox
 from micropython import const
 from transport_lorawan import UNACKED
 
@@ -20,20 +20,9 @@ _WINDOW = const(64)
 
 
 def kept():
-    """The seqs in /unacked, ascending (a .tmp left by a cut mid-write is removed)."""
-    flashfs.ensure_dir(UNACKED)
-    seqs = []
-    for entry in os.ilistdir(UNACKED):
-        name = entry[0]
-        if "." in name:
-            flashfs.remove(UNACKED + "/" + name)
-            continue
-        try:
-            seqs.append(int(name, 16))
-        except ValueError:
-            pass
-    seqs.sort()
-    return seqs
+    """The seqs in /unacked, ascending: outbox.Outbox's listing (a .tmp left
+    by a cut mid-write is removed), on a throwaway object."""
+    return outbox.Outbox(0, UNACKED).seqs
 
 
 def take(t, payload):
