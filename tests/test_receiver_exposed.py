@@ -18,6 +18,7 @@ import pytest
 import mpseal
 from mpseal import payload
 from conftest import BIN, wait_until
+from mpseal_host.receiver import API_CONNECTIONS, INGEST_CONNECTIONS
 from mpseal_host.storage import Storage, open_storage
 from receiver_helpers import RunningReceiver
 
@@ -184,9 +185,6 @@ def _limit_fds():
     resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))  # the common default; the receiver cannot raise it
 
 
-@pytest.mark.xfail(strict=True, reason="regression from merging the storage contract into the receiver branch: "
-                   "idle-connection eviction no longer reaches 1,000 under a 1024-FD limit (passed on the receiver "
-                   "branch); open in issue 18")
 def test_1100_idle_connections_do_not_stop_the_api_or_ingest(db, device):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = 2 * 1100 + 200
@@ -202,7 +200,12 @@ def test_1100_idle_connections_do_not_stop_the_api_or_ingest(db, device):
                 s.setblocking(False)
                 s.connect_ex(address)
                 idle.append(s)
-        wait_until(lambda: receiver.get("/api/stats")[1]["receiver"].get("connections_evicted_idle", 0) > 1000, 30, "evictions")
+        # Every connection reaches the guard (a burst that overflowed the
+        # kernel's accept queue used to vanish: half of them were never
+        # seen), so all but what the listeners may hold are evicted.
+        everyone_seen = len(idle) - INGEST_CONNECTIONS - API_CONNECTIONS
+        wait_until(lambda: receiver.get("/api/stats")[1]["receiver"].get("connections_evicted_idle", 0) >= everyone_seen,
+                   30, "evictions")
         assert receiver.get("/api/devices")[0] == 200
         packet = mpseal.seal(device.master_key, device.id, 1, READING)
         status, _, headers = receiver.post(packet)

@@ -22,6 +22,7 @@ starts and ends. Body reads have their own timeout (http_ingest.py).
 """
 import asyncio
 import logging
+import socket
 
 from aiohttp import web as aioweb
 
@@ -30,6 +31,8 @@ log = logging.getLogger("mpseal.requests")
 HEADER_TIMEOUT_S = 10.0
 KEEPALIVE_TIMEOUT_S = 5.0
 MAX_REQUESTS_PER_CONNECTION = 1000
+ACCEPT_PER_WAKEUP = 64  # connections asyncio accepts per wake-up of a listener (start_site)
+KERNEL_BACKLOG = 4096  # the kernel's accept queue (capped by net.core.somaxconn)
 GUARD_KEY = aioweb.AppKey("connection_limits", object)
 
 
@@ -186,14 +189,31 @@ async def guard_middleware(request, handler):
     return response
 
 
-async def start_site(runner, host, port, limits, backlog=64, reuse_port=False):
+async def start_site(runner, host, port, limits, backlog=ACCEPT_PER_WAKEUP, reuse_port=False):
     """Listens on host:port with aiohttp's protocol behind the guard;
     returns the asyncio server (close it before runner.cleanup()).
-    reuse_port: SO_REUSEPORT, the port shared with other receivers."""
+    reuse_port: SO_REUSEPORT, the port shared with other receivers.
+
+    asyncio uses one number, `backlog`, both for the kernel's accept queue
+    (listen()) and for how many connections it accepts per wake-up. We want
+    them apart: few per wake-up, so the FDs taken before the guard admits or
+    evicts stay far under the FD limit; a deep kernel queue (KERNEL_BACKLOG),
+    so a burst of connections waits in the kernel, costing us no FD, instead
+    of overflowing it. An overflowed queue is worse than a refusal: with
+    SYN cookies the kernel keeps no state for the handshake whose last ACK
+    it dropped, the client believes it is connected and we never see it (a
+    burst of 1,100 connections lost half of them that way)."""
     loop = asyncio.get_running_loop()
     make_inner = runner.server
-    return await loop.create_server(lambda: GuardedProtocol(limits, make_inner), host, port, backlog=backlog,
-                                    reuse_address=True, reuse_port=reuse_port or None)
+    server = await loop.create_server(lambda: GuardedProtocol(limits, make_inner), host, port, backlog=backlog,
+                                      reuse_address=True, reuse_port=reuse_port or None)
+    for listening in server.sockets:
+        deeper = socket.fromfd(listening.fileno(), listening.family, listening.type)  # a dup of the same socket
+        try:
+            deeper.listen(KERNEL_BACKLOG)  # listen() again on a listening socket only resizes its queue
+        finally:
+            deeper.close()
+    return server
 
 
 def runner_for(app):
