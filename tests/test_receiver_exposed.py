@@ -5,6 +5,7 @@ database lock held elsewhere delaying only storage. Against a real
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 import mpseal
 from mpseal import payload
 from conftest import BIN, wait_until
+from mpseal_host.readers import READ_WORKERS
 from mpseal_host.receiver import API_CONNECTIONS, INGEST_CONNECTIONS
 from mpseal_host.storage import Storage, open_storage
 from receiver_helpers import RunningReceiver
@@ -258,6 +260,44 @@ def test_log_output_stays_bounded_under_floods(db, device):
     assert any("log lines suppressed" in line for line in lines)
     assert "Traceback" not in err
     assert device.master_key.hex() not in err
+
+
+def _children(pid):
+    """pid -> its start time, for each child of process `pid` (Linux /proc)."""
+    found = {}
+    for task in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+            for child in f.read().split():
+                found[int(child)] = _stat(int(child))[19]
+    return found
+
+
+def _stat(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()  # [0] state, [19] start time
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def _running(pid, started):
+    stat = _stat(pid)
+    return stat is not None and stat[19] == started and stat[0] != "Z"
+
+
+def test_read_pool_workers_die_with_a_sigkilled_receiver(db, device):
+    receiver = RunningReceiver(db)
+    try:
+        assert receiver.get("/api/devices")[0] == 200  # answered by a read-pool worker
+        # the read workers (and multiprocessing's resource tracker)
+        children = wait_until(lambda: len(_children(receiver.proc.pid)) > READ_WORKERS and _children(receiver.proc.pid),
+                              20, "the read-pool workers")
+        os.kill(receiver.proc.pid, signal.SIGKILL)  # the receiver alone, not its process group
+        receiver.proc.wait(timeout=10)
+        wait_until(lambda: not any(_running(pid, started) for pid, started in children.items()), 20,
+                   "the receiver's workers to exit")
+    finally:
+        receiver.stop()
 
 
 # Another process holding the lock a batch needs, until a line on its stdin:
