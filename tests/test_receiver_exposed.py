@@ -384,3 +384,49 @@ def test_a_lock_held_by_another_process_delays_only_storage(locked_db):
     storage = open_storage(db)
     assert [r["seq"] for r in storage.readings("greenhouse", limit=100)] == list(range(1, 12))
     storage.close()
+
+
+def test_a_slow_metrics_query_does_not_delay_udp_acks(pg_cluster):
+    """/metrics (like export and the MQTT publisher's status) queries in the
+    read pool: while its query waits, the loop keeps storing and acking. The
+    stimulus is a real lock on PostgreSQL that only that query needs (the
+    commands table: the writer, its device states cached, does not read it
+    for a device without commands), so the query waits as long as the test
+    wants, and pg_stat_activity shows when it is waiting."""
+    import threading
+
+    import psycopg
+
+    from mpseal_host.storage import open_storage
+
+    url = pg_cluster.create_database()
+    storage = open_storage(url)
+    device = storage.add_device("greenhouse")
+    storage.close()
+    receiver = RunningReceiver(url)
+    scrape = {}
+    try:
+        assert receiver.udp_exchange(mpseal.seal(device.master_key, device.id, 1, READING)) is not None
+        with psycopg.connect(url) as locker, psycopg.connect(url, autocommit=True) as watcher:
+            locker.execute("LOCK TABLE commands IN ACCESS EXCLUSIVE MODE")
+
+            def waiting():
+                return watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%commands%'"
+                ).fetchone()[0]
+
+            def get_metrics():
+                scrape["result"] = receiver.get_raw("/metrics")
+
+            scraper = threading.Thread(target=get_metrics, daemon=True)
+            scraper.start()
+            wait_until(waiting, 20, "the /metrics query waiting for the lock")
+            ack = receiver.udp_exchange(mpseal.seal(device.master_key, device.id, 2, READING))
+            assert ack is not None, "a /metrics query waiting on the database held up a UDP ack"
+            assert waiting() and scraper.is_alive() and "result" not in scrape  # still waiting meanwhile
+            locker.rollback()
+        scraper.join(30)
+        status, body, _ = scrape["result"]
+        assert status == 200 and b'mpseal_device_last_seq{device="greenhouse"} 2.0' in body
+    finally:
+        assert receiver.stop()[0] == 0

@@ -13,7 +13,6 @@ from aiohttp import web as aioweb
 from mpseal.packet import MAX_SEQ
 from mpseal_host.http_ingest import RECEIVER_KEY
 from mpseal_host.integrations import jsonsafe, routes as integration_routes
-from mpseal_host.integrations.fleet import Fleet
 from mpseal_host.integrations.timerange import BadTime, with_measured_at
 from mpseal_host.storage import NoSuchDevice, StorageError
 
@@ -38,19 +37,9 @@ def _json(body):
     return aioweb.Response(body=body, content_type=JSON)
 
 
-_fleets = {}  # per worker: its storage -> Fleet (status per device from its own interval)
-
-
-def _fleet(storage):
-    fleet = _fleets.get(id(storage))
-    if fleet is None:
-        fleet = _fleets[id(storage)] = Fleet(storage)
-    return fleet
-
-
 def _devices(storage):
     # Public fields, latest reading, rejections, status and health (integrations/fleet.py).
-    return _encoded({"devices": _fleet(storage).devices()})
+    return _encoded({"devices": integration_routes.fleet_views(storage)})
 
 
 async def devices(request):
@@ -115,23 +104,8 @@ async def stats(request):
     return json_response(stats)
 
 
-class _WorkerReceiver:
-    """What integrations.routes.dashboard_data reads of a receiver, inside a
-    read worker: its storage and fleet, and the process counters sent along."""
-
-    def __init__(self, storage, process_stats):
-        self.storage = storage
-        self.fleet = _fleet(storage)
-        self.process_stats = process_stats
-
-    def stats(self):
-        stats = self.storage.stats()
-        stats["receiver"] = self.process_stats
-        return stats
-
-
 def _dashboard(storage, choice, uplot_url, process_stats):
-    return _encoded(integration_routes.dashboard_data(_WorkerReceiver(storage, process_stats), choice, uplot_url))
+    return _encoded(integration_routes.dashboard_data(integration_routes.StorageView(storage, process_stats), choice, uplot_url))
 
 
 async def dashboard(request):
@@ -155,9 +129,9 @@ def _check(storage):
 async def changes(request):
     """An opaque token that changes whenever stored data does (any receiver):
     the page polls this and refetches only on a change."""
-    # On the loop's own read-only connection, never a worker's: SQLite's
+    # On the receiver's own read-only connection, never a worker's: SQLite's
     # data_version is per connection, so one connection must answer every poll.
-    return json_response({"changes": request.app[RECEIVER_KEY].storage.change_token()})
+    return json_response({"changes": await request.app[RECEIVER_KEY].change_token()})
 
 
 async def healthz(request):
@@ -181,9 +155,7 @@ def add_routes(app):
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/api/changes", changes)
     app.router.add_get("/healthz", healthz)
-    # integrations (docs/integrations.md): the dashboard in the read pool;
-    # /metrics and export query on the loop through receiver.storage, a
-    # read-only connection of its own (receiver.py)
+    # integrations (docs/integrations.md), in the read pool too
     app.router.add_get("/metrics", integration_routes.metrics_handler)
     app.router.add_get("/api/dashboard", dashboard)
     app.router.add_get("/api/devices/{name}/export", integration_routes.export_handler)

@@ -6,7 +6,9 @@ Threads and their jobs:
   the API and the page; it never touches the database;
 * the writer (writer.py) owns the write connection: pipeline, one
   transaction per batch, acks sealed; results come back to the loop;
-* the read pool (readers.py) answers API queries on read-only connections.
+* the read pool (readers.py) answers API queries (the integrations' too:
+  /metrics, export, the MQTT publisher's fleet status) on read-only
+  connections.
 
 Listeners: ingest (UDP + `POST /api/ingest` on the HTTP ingest listener),
 meant to be reachable by boards; the API + page on their own listener,
@@ -22,7 +24,9 @@ retransmission of an already committed reading from the acks it keeps
 """
 import asyncio
 import collections
+import concurrent.futures
 import errno
+import functools
 import logging
 import resource
 import signal
@@ -34,7 +38,6 @@ from aiohttp import web as aioweb
 
 from mpseal_host import access, api, http_guard, http_ingest, log_limit, web
 from mpseal_host.addresses import local_addresses
-from mpseal_host.integrations.fleet import Fleet
 from mpseal_host.pipeline import DUPLICATE, REJECTED, STORED, Outcome
 from mpseal_host.rejections import STORAGE_BUSY
 from mpseal_host.readers import ReadPool
@@ -81,8 +84,11 @@ class Receiver:
     def __init__(self, storage, udp=None, http=None, api=None, require_token=False, api_hosts=(), mqtt=None,
                  reuse_port=False):
         self.write_storage = storage  # the writer thread's alone
-        self.storage = None  # a read-only connection for what queries on the loop (the integrations)
-        self.fleet = None  # status per device from its own interval (page, /metrics, MQTT)
+        # A read-only connection for /api/changes alone, used from one thread
+        # of its own (SQLite's data_version is per connection: one must answer
+        # every poll). Every other query runs in the read pool.
+        self.storage = None
+        self.changes_thread = None
         # SO_REUSEPORT: several receivers on one machine bind the same ports
         # and the kernel spreads datagrams/connections among them (N
         # receivers sharing one PostgreSQL database, docs/receiver.md).
@@ -118,12 +124,14 @@ class Receiver:
         self.writer = StorageWriter(self.write_storage, loop, self._deliver, on_lock_wait=self.resume_udp)
         self.writer.start()
         self.reads = ReadPool(self.write_storage.connect_location)
-        self.storage = open_storage(self.write_storage.connect_location, read_only=True)
-        self.fleet = Fleet(self.storage)
+        self.changes_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mpseal-changes")
+        self.storage = await loop.run_in_executor(
+            self.changes_thread, functools.partial(open_storage, self.write_storage.connect_location, read_only=True))
         if self.mqtt_settings is not None:
+            from mpseal_host.integrations import routes
             from mpseal_host.integrations.mqtt import MqttPublisher
 
-            self.mqtt = MqttPublisher(self.storage, self.fleet, self.mqtt_settings)
+            self.mqtt = MqttPublisher(None, None, self.mqtt_settings, views=lambda: self.reads.run(routes.fleet_views))
             self.mqtt.start()
         if self.udp_address:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -207,7 +215,8 @@ class Receiver:
         if self.udp_socket is not None:
             self.udp_socket.close()
         self.reads.close()
-        self.storage.close()
+        await loop.run_in_executor(self.changes_thread, self.storage.close)
+        self.changes_thread.shutdown()
         self.write_storage.close()
         log_limit.uninstall(self.log_limit)
 
@@ -323,11 +332,9 @@ class Receiver:
         if self.udp_paused and not self.stopping:
             self._on_udp_readable(paused=True)  # the next batch, now that this one is answered
 
-    def stats(self):
-        """Database counters and this process's, read on the loop (the dashboard's)."""
-        stats = self.storage.stats()
-        stats["receiver"] = self.process_stats()
-        return stats
+    async def change_token(self):
+        """An opaque token that changes whenever stored data does (any process)."""
+        return await asyncio.get_running_loop().run_in_executor(self.changes_thread, self.storage.change_token)
 
     def process_stats(self):
         stats = dict(self.counters)

@@ -14,6 +14,10 @@ truth: on every (re)connect, and whenever Home Assistant announces itself on
 device are published again from the database. A full queue drops its oldest
 message (counted) and a resync follows.
 
+The fleet status comes from `views`, a coroutine function (the receiver's
+runs fleet.Fleet.devices() in its read pool, so no query of the publisher
+runs on the event loop), or from `fleet.devices()` when no `views` is given.
+
 Availability: every TICK_S while connected, the fleet status (fleet.py) is read; a device is
 `online` while it reports within its own interval (status ok or late). The
 same tick publishes readings that another process (sms-ingest) stored.
@@ -109,9 +113,10 @@ class MqttSettings:
 
 
 class MqttPublisher:
-    def __init__(self, storage, fleet, settings, queue_limit=QUEUE_LIMIT, tick_s=TICK_S):
+    def __init__(self, storage, fleet, settings, queue_limit=QUEUE_LIMIT, tick_s=TICK_S, views=None):
         self.storage = storage
         self.fleet = fleet
+        self.views = views  # async () -> fleet views; None: fleet.devices() in place
         self.settings = settings
         self.topics = Topics(settings.prefix, settings.discovery_prefix)
         self.tls_context = settings.tls_context()  # raises MqttConfigError before the receiver starts
@@ -187,17 +192,26 @@ class MqttPublisher:
         self._put(self.topics.state(name), ha_discovery.state_payload(reading))
         self.seq[device_id] = reading["seq"]
 
-    def sync(self, full=False):
-        """Brings the broker up to the database: with `full`, everything again
-        (after a connect, HA's birth message, a dropped message); otherwise only
-        availability changes, readings stored by other processes, removed devices."""
+    async def fleet_views(self):
+        if self.views is not None:
+            return await self.views()
+        return self.fleet.devices()
+
+    def sync(self, full=False, views=None):
+        """Brings the broker up to the database (`views`: the fleet's status,
+        fetched before; None: fleet.devices() now): with `full`, everything
+        again (after a connect, HA's birth message, a dropped message);
+        otherwise only availability changes, readings stored by other
+        processes, removed devices."""
         if full:
-            self.dirty.clear()  # the database has these (or newer)
+            # self.dirty stays: what was noted while the views were fetched
+            # may be newer than they are (older seqs are skipped when drained).
             self.announced.clear()
             self.availability.clear()
             self.seq.clear()
             self._put(self.topics.bridge_availability, ONLINE)
-        views = self.fleet.devices()
+        if views is None:
+            views = self.fleet.devices()
         live = set()
         for view in views:
             device_id, name = view["id"], view["name"]
@@ -285,7 +299,7 @@ class MqttPublisher:
             self.wake.clear()
             if self.need_resync:
                 self.need_resync = False
-                self.sync(full=True)
+                self.sync(full=True, views=await self.fleet_views())
             self._drain_dirty()
             while self.pending:
                 topic, (data, retain) = next(iter(self.pending.items()))
@@ -309,7 +323,7 @@ class MqttPublisher:
             if not self.connected:  # the full sync after the next connect covers the gap
                 continue
             try:
-                self.sync()
+                self.sync(views=await self.fleet_views())
             except Exception:  # a storage hiccup must not end the publisher; the next tick retries
                 log.exception("mqtt: could not read the fleet status")
 

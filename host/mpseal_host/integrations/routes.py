@@ -1,6 +1,12 @@
 """HTTP handlers of the integrations: `/metrics`, `/api/dashboard` (the page's
 one request) and `/api/devices/{name}/export`. Registered in api.py's route
-table, so they sit behind whatever the API listener puts in front of it."""
+table, so they sit behind whatever the API listener puts in front of it.
+
+Their queries run in the receiver's read pool (readers.py), never on its
+event loop: module-level functions of a read-only Storage (sent to a worker
+by name) that return what the loop sends as is. What they need of the
+receiver process (its counters, the MQTT publisher's) goes along as
+arguments; StorageView puts it together with the worker's storage."""
 import math
 import time
 
@@ -8,6 +14,7 @@ from aiohttp import web as aioweb
 
 from mpseal_host.integrations import export, jsonsafe, metrics
 from mpseal_host.integrations.channels import MARKER_FIELDS, unit
+from mpseal_host.integrations.fleet import Fleet
 from mpseal_host.integrations.timerange import BadTime, measured, parse_time
 from mpseal_host.storage import NoSuchDevice
 
@@ -34,11 +41,55 @@ def time_bounds(query):
     return start, end
 
 
+_fleets = {}  # per process (a read worker): its storage -> Fleet (interval estimates cached)
+
+
+def fleet_of(storage):
+    fleet = _fleets.get(id(storage))
+    if fleet is None or fleet.storage is not storage:
+        fleet = _fleets[id(storage)] = Fleet(storage)
+    return fleet
+
+
+class _Stats:
+    def __init__(self, stats):
+        self._stats = stats
+
+    def stats(self):
+        return self._stats
+
+
+class StorageView:
+    """What dashboard_data and the /metrics collector read of a receiver,
+    where the query runs: a storage, its fleet, and the receiver process's
+    counters (and MQTT publisher's stats) sent along."""
+
+    def __init__(self, storage, process_stats, started_at=None, mqtt_stats=None):
+        self.storage = storage
+        self.fleet = fleet_of(storage)
+        self.process_stats = process_stats
+        self.started_at = started_at
+        self.mqtt = None if mqtt_stats is None else _Stats(mqtt_stats)
+
+    def stats(self):
+        stats = self.storage.stats()
+        stats["receiver"] = self.process_stats
+        return stats
+
+
+def fleet_views(storage):
+    """The fleet's status per device (fleet.Fleet.devices()), in a read worker."""
+    return fleet_of(storage).devices()
+
+
+def _metrics(storage, process_stats, started_at, mqtt_stats):
+    return metrics.render(metrics.registry_for(StorageView(storage, process_stats, started_at, mqtt_stats)))
+
+
 async def metrics_handler(request):
-    app = request.app
-    if "metrics_registry" not in app:
-        app["metrics_registry"] = metrics.registry_for(app["receiver"])
-    body = metrics.render(app["metrics_registry"])
+    receiver = request.app["receiver"]
+    mqtt = receiver.mqtt.stats() if receiver.mqtt is not None else None
+    body = await receiver.reads.run(_metrics, receiver.process_stats(), receiver.started_at, mqtt)
     return aioweb.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
@@ -61,7 +112,8 @@ def series(readings):
 
 def dashboard_data(receiver, choice, uplot_url=None, now=None):
     """Everything the page shows in one response: devices with status and
-    health, their series over the range, totals and rejections."""
+    health, their series over the range, totals and rejections. `receiver`:
+    a StorageView (in a read worker)."""
     storage = receiver.storage
     now = time.time() if now is None else now
     start = now - RANGES_S[choice]
@@ -88,15 +140,22 @@ def dashboard_data(receiver, choice, uplot_url=None, now=None):
     }
 
 
-async def dashboard(request):
-    choice = request.query.get("range", DEFAULT_RANGE)
-    if choice not in RANGES_S:
-        return bad_query("range must be one of %s" % ", ".join(RANGES_S))
-    return json_response(dashboard_data(request.app["receiver"], choice, request.app.get("uplot_url")))
+def _export_start(storage, name, fmt, start, end):
+    try:
+        return export.start_export(storage, name, fmt, start, end)
+    except NoSuchDevice:
+        return None
+
+
+def _export_page(storage, name, fmt, columns, start, end, after):
+    try:
+        return export.export_page(storage, name, fmt, columns, start, end, after)
+    except NoSuchDevice:  # removed while exporting
+        return None
 
 
 async def export_handler(request):
-    storage = request.app["receiver"].storage
+    reads = request.app["receiver"].reads
     name = request.match_info["name"]
     fmt = request.query.get("format", "csv")
     if fmt not in export.FORMATS:
@@ -105,18 +164,25 @@ async def export_handler(request):
         start, end = time_bounds(request.query)
     except BadTime as exc:
         return bad_query(str(exc))
-    if storage.get_device(name) is None:
+    first = await reads.run(_export_start, name, fmt, start, end)
+    if first is None:
         return json_response({"error": "unknown_device", "device": name}, status=404)
+    text, columns = first
     content_type = "text/csv" if fmt == "csv" else "application/x-ndjson"
     response = aioweb.StreamResponse(headers={
         "Content-Type": content_type + "; charset=utf-8",
         "Content-Disposition": 'attachment; filename="%s.%s"' % (name, fmt),
     })
     await response.prepare(request)
-    try:
-        for chunk in export.chunks(storage, name, fmt, start, end):
-            await response.write(chunk.encode())
-    except NoSuchDevice:  # removed while exporting: the file ends here
-        pass
+    if text:
+        await response.write(text.encode())
+    after = 0
+    while after is not None:  # a page (EXPORT_PAGE readings) per read-pool call
+        page = await reads.run(_export_page, name, fmt, columns, start, end, after)
+        if page is None:  # the device was removed while exporting: the file ends here
+            break
+        text, after = page
+        if text:
+            await response.write(text.encode())
     await response.write_eof()
     return response
