@@ -1,7 +1,7 @@
 """Property tests: no modification of a packet is ever accepted; the replay
 window behaves like the obvious (unbounded) model restricted to 64 entries."""
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import mpseal
@@ -173,6 +173,9 @@ def test_both_cpython_crypto_backends_agree(key, iv, blocks, data):
     st.binary(max_size=30).map(lambda b: bytes((payload.FORMAT_VALUES,)) + b),
     st.dictionaries(st.text("abcxyz", min_size=1, max_size=5), st.floats(-1000, 1000, allow_nan=False), max_size=4).map(payload.encode_values),
 ))
+@example(payload.encode_values([("temperature", 1.0), ("temperature", 2.0)]))  # a name given twice
+@example(b"\x02\x09\x00\x01\x83ch9\x00\x02")  # channel 9 by number, then its fallback name "ch9"
+@example(payload.encode_values([("temperature", 1.0), (0, 2.0)]))  # a channel by name and by number
 def test_validate_accepts_exactly_what_decode_accepts(data):
     # The host stores a payload after validate() and decodes it only when read:
     # validate must never pass what decode refuses, nor refuse what it takes.

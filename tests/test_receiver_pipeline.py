@@ -194,6 +194,48 @@ def test_random_bytes_never_stored_never_raise(tmp_path_factory, junk):
     s.close()
 
 
+def test_an_authentic_reading_decode_refuses_is_refused_alone(storage, device):
+    # validate() once passed a value name given twice, which decode() refuses:
+    # the reading then failed while being stored and took its batch with it
+    # (every packet storage_error, every board retrying, the bad one forever).
+    ingestor = Ingestor(storage)
+    twice = payload.encode_values([("temperature", 1.0), ("temperature", 2.0)])
+    results = ingestor.ingest([(mpseal.seal(device.master_key, device.id, 1, READING), "udp"),
+                               (mpseal.seal(device.master_key, device.id, 2, twice), "udp"),
+                               (mpseal.seal(device.master_key, device.id, 3, READING), "udp")])
+    assert [(o.status, o.reason) for o, _ in results] == [(STORED, None), (REJECTED, "bad_payload"), (STORED, None)]
+    assert stored_seqs(storage) == [1, 3]
+
+
+_names = st.sampled_from(["temperature", "humidity", "battery", "rssi", "a", "x%y", "\u00e9t\u00e9", 'q"\\'])
+_values_payloads = st.lists(
+    st.tuples(_names, st.integers(-2**31, 2**31 - 1), st.integers(0, 9)), max_size=5,
+).map(lambda items: payload.encode_values([(n, v / 10**d, d) for n, v, d in items if abs(v) / 10**d < 2**31 - 1]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_values_payloads, _values_payloads.map(lambda p: p[:-1]), st.binary(max_size=40),
+                          st.just(READING)), min_size=1, max_size=12))
+def test_stored_value_is_decode_then_value_json_byte_for_byte(payloads):
+    # stored_value's layout fast path against the ordinary way, over one
+    # device's run of payloads (its last layout carried along, as the pipeline does)
+    from mpseal_host.storage.model import value_json
+    from mpseal_host.stored_value import stored_value
+
+    layout = None
+    for data in payloads:
+        try:
+            fmt, value = payload.decode(data)
+            expected = (fmt, value_json(value))
+        except mpseal.InvalidPacket as exc:
+            with pytest.raises(mpseal.InvalidPacket) as info:
+                stored_value(data, layout)
+            assert info.value.reason == exc.reason
+            continue
+        fmt, text, layout = stored_value(data, layout)
+        assert (fmt, text) == expected
+
+
 def test_rejections_counted_by_reason_and_device(storage, device):
     ingestor = Ingestor(storage)
     key = device.master_key

@@ -121,11 +121,14 @@ class Ingestor:
         failing as storage_error at the first timeout."""
         items = list(items)
         ids = set()
+        headers = []  # parsed once: for the locks here, for the pipeline below
         for item in items:
             try:
-                ids.add(parse_header(item[0]).device_id)
-            except InvalidPacket:
-                pass  # the pipeline refuses (and counts) it
+                header = parse_header(item[0])
+                ids.add(header.device_id)
+            except InvalidPacket as exc:
+                header = exc  # the pipeline refuses (and counts) it
+            headers.append(header)
         ids = sorted(ids)  # every backend locks in id order: no deadlock between receivers
         try:
             while True:
@@ -138,7 +141,9 @@ class Ingestor:
                     with self.storage.ingest_transaction(ids, batch.now) as versions:
                         started = True
                         self._refresh(ids, versions)
-                        outcomes = [self.pipeline.process(item[0], item[1], batch, *item[2:5]) for item in items]
+                        process = self.pipeline.process
+                        outcomes = [process(item[0], item[1], batch, *item[2:5], header=header)
+                                    for item, header in zip(items, headers)]
                         self.storage.write_batch(batch)
                     break
                 except StorageBusy:

@@ -20,9 +20,10 @@ from mpseal import errors
 from mpseal.control import TYPE_RESYNC, TYPE_RESYNC_REQUEST, decode_resync_request, encode_ack, encode_resync
 from mpseal.errors import InvalidPacket
 from mpseal.packet import MAX_SEQ, TYPE_ACK, TYPE_READING, check_tag, decrypt, parse_header, seal
-from mpseal.payload import decode, validate
+from mpseal.payload import decode
 from mpseal.replay_window import ReplayWindow
-from mpseal_host.storage.model import NewReading, value_json
+from mpseal_host.storage.model import NewReading
+from mpseal_host.stored_value import stored_value
 from mpseal_host.rejections import SEQ_REUSED, STORAGE_ERROR, UNKNOWN_SENDER  # noqa: F401  (re-exported)
 
 STORED = "stored"
@@ -128,6 +129,7 @@ class DeviceState:
         self.host_seq = device.host_seq
         self.allowed_numbers = frozenset(device.allowed_numbers)
         self.has_commands = has_commands
+        self.layout = None  # of its last values payload (stored_value.py)
         self.clear_deltas()
 
     def clear_deltas(self):
@@ -205,18 +207,23 @@ class Pipeline:
             batch.devices[state.id] = state
         return Outcome(REJECTED, transport, reason, state.name if state else None, device_id, seq, detail)
 
-    def process(self, packet, transport, batch, sender=None, source=None, radio=None):
+    def process(self, packet, transport, batch, sender=None, source=None, radio=None, header=None):
         """Returns an Outcome; never raises for anything a sender controls.
         `sender`: the SMS number (checked against the device's allowed
         numbers); `source`: the address the packet came from (an SMS number,
         a UDP (host, port)), for the re-ack limits; `radio`: (rssi, snr) of
-        the link, stored with a new reading. Each may be None."""
+        the link, stored with a new reading. Each may be None. `header`:
+        what parse_header(packet) returned or raised, when the caller has it
+        already."""
         if source is None:
             source = sender
-        try:
-            header = parse_header(packet)
-        except InvalidPacket as exc:
-            return self._reject(batch, exc.reason, transport, detail=str(exc))
+        if header is None:
+            try:
+                header = parse_header(packet)
+            except InvalidPacket as exc:
+                header = exc
+        if isinstance(header, InvalidPacket):
+            return self._reject(batch, header.reason, transport, detail=str(header))
         state = self.registry.states.get(header.device_id)
         if state is None:
             return self._reject(batch, errors.UNKNOWN_DEVICE, transport, device_id=header.device_id, seq=header.seq)
@@ -244,7 +251,7 @@ class Pipeline:
             refused = exc.reason
         try:
             payload = decrypt(packet, header, keys)
-            fmt = validate(payload)
+            fmt, value, state.layout = stored_value(payload, state.layout)  # checked as decode() checks
         except InvalidPacket as exc:
             return self._reject(batch, exc.reason, transport, state, header.device_id, header.seq)
         outcome = Outcome(STORED, transport, None, state.name, header.device_id, header.seq)
@@ -282,8 +289,7 @@ class Pipeline:
         outcome.ack = self._seal_ack(keys, header, state, batch, with_commands=transport not in CUMULATIVE_ACK_TRANSPORTS)
         rssi, snr = radio or (None, None)
         batch.readings.append(
-            # decoded here, once, for a new reading only (duplicates and refusals never decode)
-            NewReading(state.id, header.seq, batch.now, transport, fmt, payload, value_json(outcome.value), outcome.ack, rssi, snr)
+            NewReading(state.id, header.seq, batch.now, transport, fmt, payload, value, outcome.ack, rssi, snr)
         )
         batch.stored[(state.id, header.seq)] = (payload, outcome.ack)
         batch.sources.append((state.id, source))

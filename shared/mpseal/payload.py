@@ -102,6 +102,7 @@ def validate(payload):
     if fmt == FORMAT_VALUES:
         i = 1
         n = len(payload)
+        names = set()
         while i < n:
             key = payload[i]
             i += 1
@@ -110,10 +111,16 @@ def validate(payload):
                 if length == 0 or i + length > n:
                     raise InvalidPacket(BAD_PAYLOAD, "bad value name")
                 try:
-                    bytes(payload[i : i + length]).decode()
+                    name = bytes(payload[i : i + length]).decode()
                 except UnicodeError:
                     raise InvalidPacket(BAD_PAYLOAD, "value name is not text")
                 i += length
+            else:
+                known = channel(key)
+                name = known[1] if known else "ch%d" % key
+            if name in names:
+                raise InvalidPacket(BAD_PAYLOAD, "value %r given twice" % name)
+            names.add(name)
             if i >= n:
                 raise InvalidPacket(BAD_PAYLOAD, "value type missing")
             kind = payload[i]
