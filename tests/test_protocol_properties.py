@@ -1,5 +1,8 @@
 """Property tests: no modification of a packet is ever accepted; the replay
 window behaves like the obvious (unbounded) model restricted to 64 entries."""
+import hashlib
+import hmac
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -187,3 +190,26 @@ def test_validate_accepts_exactly_what_decode_accepts(data):
         assert info.value.reason == exc.reason
         return
     assert payload.validate(data) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=100), st.lists(st.binary(max_size=80), max_size=4))
+def test_the_receivers_copied_hmac_is_the_boards_hmac(key, parts):
+    # mpseal_host.host_keys: HMAC-SHA256 from copied pad states on the host,
+    # recomputed pads on the board: the same tags for any key and message.
+    from mpseal.hmac import HmacSha256
+    from mpseal_host.host_keys import CopiedHmacSha256
+
+    mac = CopiedHmacSha256(key)
+    assert mac.digest(*parts) == HmacSha256(key).digest(*parts) == hmac.new(key, b"".join(parts), hashlib.sha256).digest()
+    assert mac.digest(*parts) == mac.digest(*parts)  # the precomputed states are copied, never consumed
+
+
+def test_host_keys_seal_and_open_as_device_keys_do():
+    from mpseal_host.host_keys import host_keys
+
+    master = bytes(range(32))
+    board, host = mpseal.DeviceKeys(master), host_keys(master)
+    packet = mpseal.seal(board, 5, 9, b"\x02\x00\x12\x08\x59", iv=bytes(16))
+    assert mpseal.seal(host, 5, 9, b"\x02\x00\x12\x08\x59", iv=bytes(16)) == packet
+    assert mpseal.unseal(packet, host)[1] == mpseal.unseal(packet, board)[1]

@@ -10,9 +10,9 @@ the same sequence number, and a foreign write costs O(changed devices).
 import logging
 import time
 
-from mpseal import DeviceKeys
 from mpseal.errors import InvalidPacket
 from mpseal.packet import MAX_SEQ, parse_header
+from mpseal_host.host_keys import host_keys
 from mpseal_host.pipeline import HOST_SEQ_EXHAUSTED, REJECTED, Batch, DeviceState, Outcome, Pipeline, ReAckLimiter
 from mpseal_host.rejections import STORAGE_ERROR
 from mpseal_host.storage import NO_DEVICE, StorageBusy, StorageUnavailable
@@ -70,7 +70,7 @@ class Ingestor:
     def __init__(self, storage, log_rejection=None):
         self.storage = storage
         self.states = {}  # device id -> DeviceState, refreshed per device by change counter
-        self._key_cache = {}  # master key bytes -> DeviceKeys (HKDF once per key, not per refresh)
+        self._key_cache = {}  # master key bytes -> DeviceKeys (host_keys.py; HKDF once per key, not per refresh)
         self.limiter = ReAckLimiter()  # lives as long as the process: the re-ack budget spans batches
         self.pipeline = Pipeline(self, NO_DEVICE, self.limiter)
         self.log_rejection = log_rejection or RejectionLog()
@@ -88,7 +88,7 @@ class Ingestor:
         if keys is None:
             if len(self._key_cache) > 4 * len(self.states) + 64:  # retired keys: start over
                 self._key_cache = {}
-            keys = self._key_cache[key] = DeviceKeys(key)
+            keys = self._key_cache[key] = host_keys(key)
         return keys
 
     def _refresh(self, ids, versions):
