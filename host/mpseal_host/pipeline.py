@@ -149,7 +149,7 @@ class Batch:
         self.commands_sent = []  # (sent_at, host_seq, device_seq, command id)
         self.promotions = {}  # device id -> epoch that became current
         self.acks_kept = []  # (ack, device_id, seq): acks sealed late for readings stored without one
-        self.sources = []  # (device_id, source) that delivered a first-time reading (ReAckLimiter.delivered after commit)
+        self.sources = {}  # (device_id, source) that delivered a first-time reading -> None (ReAckLimiter.delivered after commit, once per pair)
 
     def event(self, device_id, name):
         key = (device_id, name)
@@ -244,11 +244,12 @@ class Pipeline:
         # --- authentic from here on ---
         if header.type == TYPE_RESYNC_REQUEST:
             return self._resync(packet, header, keys, state, transport, batch, source)
-        try:
-            state.window.check(header.seq)
-            refused = None
-        except InvalidPacket as exc:
-            refused = exc.reason
+        refused = None
+        if header.seq <= state.window.highest:  # (above it: new, the common case; no call)
+            try:
+                state.window.check(header.seq)
+            except InvalidPacket as exc:
+                refused = exc.reason
         try:
             payload = decrypt(packet, header, keys)
             fmt, value, state.layout = stored_value(payload, state.layout)  # checked as decode() checks
@@ -281,7 +282,8 @@ class Pipeline:
                     batch.stored[(state.id, header.seq)] = (payload, outcome.ack)
             return outcome
         state.window.update(header.seq)
-        state.last_seq = max(state.last_seq, header.seq)
+        if header.seq > state.last_seq:
+            state.last_seq = header.seq
         state.delta_stored += 1
         if key_state != "current":  # first packet under a rotated key
             state.keys = {header.epoch: (keys, "current")}
@@ -292,7 +294,7 @@ class Pipeline:
             NewReading(state.id, header.seq, batch.now, transport, fmt, payload, value, outcome.ack, rssi, snr)
         )
         batch.stored[(state.id, header.seq)] = (payload, outcome.ack)
-        batch.sources.append((state.id, source))
+        batch.sources[(state.id, source)] = None
         return outcome
 
     def _seal_ack(self, keys, header, state, batch, with_commands=True):

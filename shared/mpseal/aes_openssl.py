@@ -54,6 +54,8 @@ def cbc_decrypt(key, iv, data):
 
 
 def cbc_encrypt(key, iv, data):
+    if len(data) == _BLOCK:  # the common case (an ack without commands): one block, no loop
+        return key.encrypt((int.from_bytes(data, "big") ^ int.from_bytes(iv, "big")).to_bytes(_BLOCK, "big"))
     encrypt = key.encrypt
     previous = int.from_bytes(iv, "big")
     blocks = []
