@@ -224,6 +224,8 @@ class App:
     def safe_cycle(self):
         try:
             self.cycle()
+            if lazy.state & 1:  # a trial boot (docs/ota.md): confirm it, or reset towards the rollback
+                lazy.call("ota_trial_check", "check", self)
         except Exception as exc:  # one bad cycle must not stop a board in the field
             self.counters.errors += 1
             sys.print_exception(exc)

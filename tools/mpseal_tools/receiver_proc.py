@@ -27,7 +27,7 @@ def free_port(kind=socket.SOCK_STREAM):
 class ReceiverProcess:
     def __init__(self, workdir, udp_port=None, http_port=None, api_port=None, extra_args=()):
         self.workdir = Path(workdir)
-        self.extra_args = list(extra_args)  # more `mpseal receive` options, e.g. ["--mqtt", URL]
+        self.extra_args = list(extra_args)  # more `mpseal receive` options, e.g. ["--mqtt", URL], ["--releases", DIR]
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db = self.workdir / "mpseal.sqlite"
         self.udp_port = udp_port or free_port(socket.SOCK_DGRAM)

@@ -29,6 +29,9 @@ def cmd_receive(args):
         raise UserError("--keep-days must be 1 or more (leave it out to keep every reading)")
     if not udp and not http and not args.modem:
         raise UserError("both --udp and --http are off: nothing to receive on")
+    if args.releases and not http:
+        raise UserError("--releases is served on the HTTP ingest listener (where boards reach it) and --http is off:"
+                        " give --http HOST:PORT")
     mqtt = _mqtt_settings(args, configured)
     storage = open_db(args, create=True, serving=True)
     if api and (args.require_token or not is_loopback(api[0])) and not storage.list_tokens():
@@ -68,7 +71,9 @@ def cmd_receive(args):
 
     try:
         asyncio.run(serve(storage, udp, http, api, ready, require_token=args.require_token, api_hosts=args.api_host,
-                          mqtt=mqtt, reuse_port=args.reuse_port))
+                          mqtt=mqtt, reuse_port=args.reuse_port, releases=args.releases))
+    except ValueError as exc:  # --releases folder missing
+        raise UserError(str(exc))
     except OSError as exc:
         raise UserError("cannot listen: %s (is another receiver running? pick other ports with --udp/--http/--api)" % exc)
     finally:
@@ -333,6 +338,9 @@ def register(subparsers):
 
     add_modem_arguments(p)  # --modem, --baud, --pdu, --no-sms-acks
     add_mqtt_arguments(p)
+    from mpseal_host.ota import add_arguments as add_ota_arguments
+
+    add_ota_arguments(p)  # --releases
     p.set_defaults(func=cmd_receive)
 
     devices = _action_group(subparsers, "devices", "the device registry: add, list, remove")
