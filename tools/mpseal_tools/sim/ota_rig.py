@@ -115,6 +115,7 @@ class OtaRig:
         }
         config.update(changes)
         unix_board.write_config(flash, config)
+        (flash / "seq.dat").write_text("1 1\n")  # as provisioning writes it (a missing one means a lost one: resync)
         board = unix_board.Board(flash, log_path=self.tmp / ("board%d.log" % len(self.boards)))
         self.boards.append(board)
         return board
