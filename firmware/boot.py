@@ -35,6 +35,10 @@ def boot():
 
 x = boot()
 del boot  # the name is one the board has anyway (the launcher's module)
+# The first stage's garbage (a switch lists and removes folders) goes before
+# the app's long-lived modules load, or they fill in around it and leave
+# holes: a board just updated then ran out of heap at 48k.
+gc.collect()
 import hw  # noqa: E402  (after the first stage: it may have replaced /lib)
 import lazy  # noqa: E402
 
@@ -76,5 +80,3 @@ def _boot():
 
 _boot()
 del _boot
-if lazy.state & 1:  # a trial boot: the app runs from here, so that a crash resets (ota_trial_check.run)
-    lazy.call("ota_trial_check", "run")

@@ -1,5 +1,5 @@
-# A trial boot (docs/ota.md): run() runs the app so that a crash resets;
-# check(), after each cycle, confirms the new version once a reading it
+# A trial boot (docs/ota.md; main.py resets when the app raises): check(),
+# after each cycle, confirms the new version once a reading it
 # sealed is acked, or resets after too many readings without, so its boots
 # are counted towards the rollback. Loaded
 # only on trial boots, and small: it runs mid-cycle with the heap at its
@@ -30,21 +30,3 @@ def check(app):
         print("ota: v%d got no ack in %d readings: resetting" % (version, c.readings))
         app.reboot = True
 
-
-
-def run():
-    """boot.py, on a trial boot: runs the app from here, so that a release
-    that raises (at import or later) resets, and its boots are counted and
-    rolled back past the limit. main.py stays as it is: this never returns."""
-    try:
-        import app
-
-        app.main()
-    except Exception as exc:  # noqa: BLE001
-        import sys
-
-        sys.print_exception(exc)
-        import hw
-
-        hw.reset()
-    raise SystemExit  # app.main() returned (max_readings, a bad config): do not let main.py run it again

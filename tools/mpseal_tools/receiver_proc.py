@@ -40,6 +40,11 @@ class ReceiverProcess:
     def url(self):
         return "http://127.0.0.1:%d/" % self.api_port
 
+    @property
+    def ingest_url(self):
+        """The HTTP ingest listener: where boards reach the receiver (and its --releases)."""
+        return "http://127.0.0.1:%d/" % self.http_port
+
     def cli(self, *args, env=None):
         """Runs `mpseal ARGS --db <db>`; returns stdout, raises with stderr."""
         result = subprocess.run(MPSEAL + list(args) + ["--db", str(self.db)], capture_output=True, text=True, cwd=self.workdir,

@@ -123,12 +123,12 @@ class OtaRig:
     def offer(self, version, board=BOARD):
         """`mpseal ota offer` as an operator runs it."""
         self.receiver.cli("ota", "offer", DEVICE, "--version", str(version), "--board", board,
-                          "--releases", str(self.releases), "--url", self.receiver.url)
+                          "--releases", str(self.releases), "--url", self.receiver.ingest_url)
 
     def offer_command(self, version, board=BOARD):
         from mpseal_tools.commands.ota import offer_command
 
-        return offer_command(str(self.releases), board, version, self.receiver.url)
+        return offer_command(str(self.releases), board, version, self.receiver.ingest_url)
 
     def queue(self, command):
         """Queues (opcode, argument) for the device, as `mpseal ota offer` does."""
