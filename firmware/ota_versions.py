@@ -128,6 +128,20 @@ def boot():
     module loads: finishes a switch a power cut interrupted, counts a trial
     boot or rolls it back. Returns lazy.state for this boot: version << 2 |
     2 (an offer waits) | 1 (on trial)."""
+    x = update()
+    # A ROMFS board (docs/ota.md "ROMFS boards"): /rom comes first on
+    # sys.path, and an update is a /lib. Once /lib holds one, the whole app
+    # runs from it, never a mix of /rom and /lib modules; rolled back to the
+    # factory version, /lib is empty again and /rom runs.
+    if _get("/lib/app.mpy"):
+        import sys
+
+        if "/rom" in sys.path:
+            sys.path.remove("/rom")
+    return x
+
+
+def update():
     x = load()
     b = 2 if _get("/ota-offer.bin") else 0
     if x is None:
@@ -136,6 +150,10 @@ def boot():
         if _get("/ota/staging"):
             if _get("/lib"):
                 rename("/lib", "/ota/previous")
+            elif not _get("/ota/previous"):
+                # No /lib (a ROMFS board's factory version is /rom): an
+                # empty one is the version to roll back to.
+                os.mkdir("/ota/previous")
             rename("/ota/staging", "/lib")
         x[0] = 2
         x[3] = 0
@@ -160,7 +178,7 @@ def boot():
         elif x[3] >= x[4]:
             x[0] = 3
             save(x)
-            return boot()
+            return update()
         else:
             x[3] += 1
             save(x)

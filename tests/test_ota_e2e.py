@@ -210,3 +210,37 @@ def test_power_cuts_during_download_and_switch_always_boot_a_whole_version(rig):
     sealed = numbers(board, "sealed")
     assert sealed == sorted(set(sealed)), "a sequence number was reused"
     assert rig.receiver.device("dev")["rejected"] == 0
+
+
+def test_a_romfs_board_updates_into_lib_runs_it_whole_and_rolls_back_to_its_rom(rig):
+    """A wemos as deployed (modules in the ROMFS image, no /lib): a broken
+    release 2 is rolled back to the image's version (/lib emptied, /rom runs
+    again), then release 3 runs whole from /lib (/rom taken off sys.path),
+    at 48k."""
+    rig.release(2, "broken", broken_at_import)
+    rig.release(3, "v3", mark_release(3))
+    rig.start()
+    board = rig.board(rom=True).start()
+    assert board.romfs is not None and not (board.flash / "lib").exists()
+    board.wait_for(lambda b: len(numbers(b, "acked")) >= 2, timeout=30)
+    rig.offer(2)
+    board.wait_for(lambda b: "ota: v2 not confirmed after %d boots: rolled back to v1" % TRIAL_BOOTS in b.lines, timeout=120)
+    assert not any(p.is_file() for p in (board.flash / "lib").rglob("*")), "the factory version is the ROMFS image's"
+    after = len(board.lines)
+    board.wait_for(lambda b: len([l for l in b.lines[after:] if l.startswith("acked ")]) >= 2, timeout=60)
+    rig.offer(3)
+    board.wait_for(lambda b: "ota: v3 confirmed" in b.lines, timeout=60)
+    assert "app release 3" in board.lines  # release 3's app.mpy from /lib, not the image's
+    board.power_cut()
+    board.wait_for(lambda b: b.lines.count("ota: v3 confirmed") >= 2, timeout=30)
+    after = len(board.lines)
+    board.wait_for(lambda b: len([l for l in b.lines[after:] if l.startswith("acked ")]) >= 2 and b.stats, timeout=30)
+    board.stop()
+    assert board.lines[after:].count("app release 3") == 1
+    assert read_state(board.flash) == ["0", "3", "0", "0", "0", "3"]
+    assert lib_is_complete(board.flash, rig.releases)
+    assert read_counts(board.flash) == {"staged": 2, "rolled_back": 1, "confirmed_trials": 1}
+    assert not any("MemoryError" in line for line in board.lines)
+    sealed = numbers(board, "sealed")
+    assert sealed == sorted(set(sealed))
+    assert rig.receiver.device("dev")["rejected"] == 0

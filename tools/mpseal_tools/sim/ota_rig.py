@@ -93,12 +93,19 @@ class OtaRig:
         self.receiver.start()
         return self
 
-    def board(self, factory_version=1, **changes):
+    def board(self, factory_version=1, rom=False, **changes):
         """A board installed from release `factory_version` (its /lib, /boot.py,
-        /main.py) with /ota/state.txt saying so."""
+        /main.py) with /ota/state.txt saying so. rom=True: a ROMFS board, its
+        modules in the ROMFS image of that release's build (the "v1" build)
+        instead of /lib, as `mpseal deploy` puts a wemos."""
         folder = self.releases / BOARD / str(factory_version)
         flash = self.tmp / ("flash%d" % len(self.boards))
+        if rom:
+            flash.mkdir(parents=True)
+            shutil.copyfile(Path(self.build("v1")[0]) / "romfs.img", unix_board.romfs_image(flash))
         for path in release_files(folder):
+            if rom and path.startswith("/lib/"):
+                continue
             target = flash / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(folder / "files" / path.lstrip("/"), target)
