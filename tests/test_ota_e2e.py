@@ -42,6 +42,15 @@ def test_update_1_to_2_is_fetched_checked_and_confirmed(rig):
     assert not any(l.startswith("ota: v2 on trial, boot 2") for l in board.lines)
     assert read_state(board.flash) == ["0", "2", "0", "0", "0", "2"]
     assert read_counts(board.flash) == {"staged": 1, "confirmed_trials": 1}
+    # The fleet view (sealed app_release / app_on_trial values): trial readings, then confirmed ones
+    values = [r["value"] for r in sorted(rig.receiver.readings("dev"), key=lambda r: r["seq"])]
+    assert values[0]["app_release"] == 1 and "app_on_trial" not in values[0]
+    assert any(v["app_release"] == 2 and v.get("app_on_trial") == 1 for v in values)
+    assert values[-1]["app_release"] == 2 and "app_on_trial" not in values[-1]
+    assert rig.receiver.device("dev")["ota"] == dict(running=2, on_trial=False, offered=2, state="current",
+                                                     offered_at=rig.receiver.device("dev")["ota"]["offered_at"])
+    listed = rig.receiver.cli("devices", "list")
+    assert listed.splitlines()[1].endswith("  2/2 current"), listed
     assert lib_is_complete(board.flash, rig.releases)
     sealed = numbers(board, "sealed")
     assert sealed == sorted(set(sealed)), "a sequence number was reused across the update"
@@ -133,6 +142,8 @@ def test_a_release_that_cannot_send_rolls_back_by_itself(rig, change):
     assert len(stored) == len(set(stored)) and rig.receiver.device("dev")["rejected"] == 0
     if change is never_sends:  # readings the trial queued are delivered by version 1 after the rollback
         assert set(numbers(board, "queued")) <= set(stored)
+    ota = rig.receiver.device("dev")["ota"]
+    assert (ota["running"], ota["offered"], ota["on_trial"], ota["state"]) == (1, 2, False, "failed")
 
 
 POWER_CUTS = 20  # inside an update: offer pending, fetching, staged, swapping or on trial
@@ -236,7 +247,7 @@ def test_a_romfs_board_updates_into_lib_runs_it_whole_and_rolls_back_to_its_rom(
     after = len(board.lines)
     board.wait_for(lambda b: len([l for l in b.lines[after:] if l.startswith("acked ")]) >= 2 and b.stats, timeout=30)
     board.stop()
-    assert board.lines[after:].count("app release 3") == 1
+    assert board.lines.count("app release 3") == 2  # the trial boot's, and the boot after the cut
     assert read_state(board.flash) == ["0", "3", "0", "0", "0", "3"]
     assert lib_is_complete(board.flash, rig.releases)
     assert read_counts(board.flash) == {"staged": 2, "rolled_back": 1, "confirmed_trials": 1}

@@ -9,8 +9,6 @@ sign.
 """
 import os
 
-from aiohttp import web as aioweb
-
 URL_PREFIX = "/ota/"
 
 
@@ -32,3 +30,46 @@ def release_url(base, board, version):
     """The URL a board fetches release `version` of `board` from, given the
     receiver's base URL (http://host:port/)."""
     return "%s%s%s/%d/" % (base.rstrip("/"), URL_PREFIX, board, version)
+
+
+# --- the fleet view: assigned (offered) vs running version --------------------
+
+# Update states of a device, from what the host sent and what the board says
+# in its readings (app_release, app_on_trial: docs/ota.md "Status").
+NO_STATUS = "no status"  # the board sends no app_release (never given update state)
+CURRENT = "current"  # no offer, or running the offered version (or a newer one), confirmed
+QUEUED = "queued"  # the offer waits for the device's next reading
+OFFERED = "offered"  # sent; no reading sealed after it yet (the board fetches at its next boot)
+ON_TRIAL = "on trial"  # the offered version runs, not yet confirmed
+FAILED = "failed"  # a reading sealed after the offer runs another version: refused or rolled back
+
+
+def offered_version(argument):
+    """The version an update-offer argument names, or None for a malformed one."""
+    return int.from_bytes(argument[:4], "big") if len(argument) > 36 else None
+
+
+def update_status(latest, offer):
+    """The OTA view of one device (I/O-free). latest: its newest reading
+    dict (or None); offer: (argument, sent_at, acked_device_seq) of the
+    newest update-offer queued for it (Storage.latest_commands), or None.
+    Returns {running, on_trial, offered, offered_at, state}."""
+    value = latest.get("value") if latest else None
+    value = value if isinstance(value, dict) else {}
+    running = value.get("app_release")
+    running = running if isinstance(running, int) and not isinstance(running, bool) else None
+    on_trial = bool(value.get("app_on_trial")) and running is not None
+    offered, sent_at, acked_seq = (offered_version(offer[0]), offer[1], offer[2]) if offer else (None, None, None)
+    if offered is None:
+        state = NO_STATUS if running is None else (ON_TRIAL if on_trial else CURRENT)
+    elif sent_at is None:
+        state = QUEUED
+    elif running is not None and running >= offered:
+        state = ON_TRIAL if on_trial and running == offered else CURRENT
+    elif latest is not None and acked_seq is not None and latest["seq"] > acked_seq:
+        # The board reboots right after the ack that carried the offer, and
+        # its update agent runs before the next reading is sealed.
+        state = FAILED
+    else:
+        state = OFFERED
+    return {"running": running, "on_trial": on_trial, "offered": offered, "offered_at": sent_at, "state": state}

@@ -17,6 +17,12 @@ CHANNELS = (
     (6, "co2", 0),  # ppm
     (7, "rssi", 0),  # dBm of the link the board used
     (8, "synthetic", 0),  # 1 = made-up values (the firmware's synthetic sensor), never a measurement
+    # The board's OTA status (docs/ota.md), in every reading of a board that
+    # has update state: the release version it runs, and 1 while that is a
+    # trial not yet confirmed. Names longer than 10 characters: a board never
+    # interns them (docs/firmware.md "Memory and size").
+    (9, "app_release", 0),
+    (10, "app_on_trial", 0),
 )
 # type code (the high nibble) -> (bytes, struct format, lowest, highest)
 WIDTHS = ((1, ">b", -0x80, 0x7F), (2, ">h", -0x8000, 0x7FFF), (4, ">i", -0x80000000, 0x7FFFFFFF))

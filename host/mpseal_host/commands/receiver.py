@@ -160,23 +160,39 @@ def cmd_devices_set_ttn_id(args):
 
 
 def cmd_devices_list(args):
+    from mpseal_host.ota import update_status
+
     storage = open_db(args)
-    devices = storage.list_devices()
-    storage.close()
+    try:
+        devices = storage.list_devices()
+        latest = storage.latest_readings()
+        offers = storage.latest_commands(control.CMD_UPDATE_OFFER)
+    finally:
+        storage.close()
+    updates = {d.id: update_status(latest.get(d.name), offers.get(d.id)) for d in devices}
     if args.json:
-        print(json.dumps([d.public() for d in devices], indent=2))
+        print(json.dumps([dict(d.public(), ota=updates[d.id]) for d in devices], indent=2))
         return
     if not devices:
         print("no devices (add one with 'mpseal devices add NAME')")
         return
-    print("%-4s %-20s %-5s %-10s %-20s %-6s %8s %8s %8s" % ("id", "name", "epoch", "last seq", "last seen", "via", "stored", "dupl.", "rejected"))
+    print("%-4s %-20s %-5s %-10s %-20s %-6s %8s %8s %8s  %s" % ("id", "name", "epoch", "last seq", "last seen", "via", "stored",
+                                                               "dupl.", "rejected", "app: running/offered, update"))
     for d in devices:
         seen = "never" if d.last_seen is None else _time(d.last_seen)
         epoch = str(d.epoch) if d.pending_epoch is None else "%d>%d" % (d.epoch, d.pending_epoch)
         print(
-            "%-4d %-20s %-5s %-10d %-20s %-6s %8d %8d %8d"
-            % (d.id, d.name, epoch, d.last_seq, seen, d.last_transport or "-", d.stored, d.duplicates, d.rejected)
+            "%-4d %-20s %-5s %-10d %-20s %-6s %8d %8d %8d  %s"
+            % (d.id, d.name, epoch, d.last_seq, seen, d.last_transport or "-", d.stored, d.duplicates, d.rejected,
+               _update_column(updates[d.id]))
         )
+
+
+def _update_column(update):
+    def version(v):
+        return "-" if v is None else str(v)
+
+    return "%s/%s %s" % (version(update["running"]), version(update["offered"]), update["state"])
 
 
 def _time(t):

@@ -199,6 +199,12 @@ class Storage(abc.ABC):
         that went out in an ack, per device."""
 
     @abc.abstractmethod
+    def latest_commands(self, opcode):
+        """{device_id: (argument, sent_at or None, acked_device_seq or None)}
+        of the newest command with `opcode` per device, sent or still
+        queued (the OTA view: the update offered last and whether it went out)."""
+
+    @abc.abstractmethod
     def latest_readings(self, names=None):
         """{device name: its reading with the highest seq, or None} for
         every device (or those named)."""

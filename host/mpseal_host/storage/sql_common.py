@@ -287,6 +287,15 @@ class SqlQueries:
         )
         return {device_id: bytes(argument) for device_id, argument in rows}
 
+    def latest_commands(self, opcode):
+        rows = self._rows(
+            "reading the latest commands",
+            "SELECT device_id, argument, sent_at, acked_device_seq FROM commands WHERE id IN (SELECT MAX(id) FROM commands"
+            " WHERE opcode = ? GROUP BY device_id)",
+            (opcode,),
+        )
+        return {device_id: (bytes(argument), sent_at, acked_device_seq) for device_id, argument, sent_at, acked_device_seq in rows}
+
     # --- readings ------------------------------------------------------------------
 
     def stored_reading(self, device_id, seq):
