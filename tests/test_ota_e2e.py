@@ -47,7 +47,7 @@ def test_update_1_to_2_is_fetched_checked_and_confirmed(rig):
     assert values[0]["app_release"] == 1 and "app_on_trial" not in values[0]
     assert any(v["app_release"] == 2 and v.get("app_on_trial") == 1 for v in values)
     assert values[-1]["app_release"] == 2 and "app_on_trial" not in values[-1]
-    assert rig.receiver.device("dev")["ota"] == dict(running=2, on_trial=False, offered=2, state="current",
+    assert rig.receiver.device("dev")["ota"] == dict(running=2, on_trial=False, offered=2, state="current", assigned=None,
                                                      offered_at=rig.receiver.device("dev")["ota"]["offered_at"])
     listed = rig.receiver.cli("devices", "list")
     assert listed.splitlines()[1].endswith("  2/2 current"), listed

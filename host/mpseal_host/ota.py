@@ -73,3 +73,85 @@ def update_status(latest, offer):
     else:
         state = OFFERED
     return {"running": running, "on_trial": on_trial, "offered": offered, "offered_at": sent_at, "state": state}
+
+
+# --- groups, pins and staged rollouts (the plan: Storage.ota_plan) -----------
+#
+# plan = {"groups": {group: [device, ...]},
+#         "pins": {device: {"version", "board", "url", "releases"}},
+#         "rollouts": {group: {"version", "board", "url", "releases", "wave",
+#                              "max_failures", "state", "offered": [...],
+#                              "failed": [...], "why"}}}
+# A pinned device gets its pin's version and nothing else: a group rollout
+# passes it by. A rollout offers its version to at most `wave` devices at a
+# time (those not yet done); once `max_failures` of the devices it offered
+# to failed (refused, rolled back: update_status), it pauses and offers no
+# more until resumed.
+
+RUNNING, PAUSED, DONE = "running", "paused", "done"
+
+
+def assigned_versions(plan):
+    """{device: version it is assigned}: its pin, else its group's rollout."""
+    assigned = {}
+    for group, rollout in sorted((plan.get("rollouts") or {}).items()):
+        for device in (plan.get("groups") or {}).get(group, ()):
+            assigned.setdefault(device, rollout["version"])
+    for device, pin in (plan.get("pins") or {}).items():
+        assigned[device] = pin["version"]
+    return assigned
+
+
+def is_done(status, version):
+    return status["running"] is not None and status["running"] >= version and not status["on_trial"]
+
+
+def rollout_step(rollout, members, statuses, pinned=()):
+    """One step of a staged rollout (I/O-free). members: the group's devices
+    in rollout order; statuses: {device: update_status(...)}. Returns
+    (devices to offer the version to now, the rollout updated)."""
+    rollout = dict(rollout)
+    version = rollout["version"]
+    offered = list(rollout.get("offered", ()))
+    failed = list(rollout.get("failed", ()))
+    in_flight = 0
+    for device in offered:
+        status = statuses.get(device)
+        if status is None or device in failed or is_done(status, version):
+            continue
+        if status["state"] == FAILED and status["offered"] == version:
+            failed.append(device)
+        else:
+            in_flight += 1
+    rollout["failed"] = failed
+    todo = [d for d in members if d not in pinned and d not in offered and not (d in statuses and is_done(statuses[d], version))]
+    to_offer = []
+    if rollout.get("state", RUNNING) == RUNNING:
+        if len(failed) >= rollout["max_failures"]:
+            rollout["state"] = PAUSED
+            rollout["why"] = "%d of %d offered devices failed (threshold %d): %s" % (
+                len(failed), len(offered), rollout["max_failures"], ", ".join(failed))
+        else:
+            to_offer = todo[:max(0, rollout["wave"] - in_flight)]
+            if not to_offer and not todo and not in_flight:
+                rollout["state"] = DONE
+                rollout["why"] = "%d done, %d failed" % (
+                    sum(1 for d in members if d in statuses and is_done(statuses[d], version)), len(failed))
+    rollout["offered"] = offered + to_offer
+    return to_offer, rollout
+
+
+def fleet_statuses(storage):
+    """({device name: update_status(...) + "assigned"}, plan) from storage."""
+    from mpseal.control import CMD_UPDATE_OFFER
+
+    plan = storage.ota_plan()
+    assigned = assigned_versions(plan)
+    latest = storage.latest_readings()
+    offers = storage.latest_commands(CMD_UPDATE_OFFER)
+    statuses = {}
+    for device in storage.list_devices():
+        status = update_status(latest.get(device.name), offers.get(device.id))
+        status["assigned"] = assigned.get(device.name)
+        statuses[device.name] = status
+    return statuses, plan

@@ -160,16 +160,17 @@ def cmd_devices_set_ttn_id(args):
 
 
 def cmd_devices_list(args):
-    from mpseal_host.ota import update_status
+    from mpseal_host.ota import fleet_statuses
 
     storage = open_db(args)
     try:
         devices = storage.list_devices()
-        latest = storage.latest_readings()
-        offers = storage.latest_commands(control.CMD_UPDATE_OFFER)
+        statuses, _ = fleet_statuses(storage)
     finally:
         storage.close()
-    updates = {d.id: update_status(latest.get(d.name), offers.get(d.id)) for d in devices}
+    from mpseal_host.ota import update_status
+
+    updates = {d.id: statuses.get(d.name) or dict(update_status(None, None), assigned=None) for d in devices}
     if args.json:
         print(json.dumps([dict(d.public(), ota=updates[d.id]) for d in devices], indent=2))
         return
@@ -192,7 +193,10 @@ def _update_column(update):
     def version(v):
         return "-" if v is None else str(v)
 
-    return "%s/%s %s" % (version(update["running"]), version(update["offered"]), update["state"])
+    text = "%s/%s %s" % (version(update["running"]), version(update["offered"]), update["state"])
+    if update.get("assigned") is not None and update["assigned"] != update["offered"]:
+        text += " (assigned %d)" % update["assigned"]
+    return text
 
 
 def _time(t):

@@ -19,7 +19,7 @@ import time
 from mpseal.control import CMD_SET_INTERVAL, CMD_UPDATE_OFFER
 from mpseal_host.integrations.channels import MARKER_FIELDS, is_number
 from mpseal_host.integrations.timerange import with_measured_at
-from mpseal_host.ota import update_status
+from mpseal_host.ota import assigned_versions, update_status
 
 DEFAULT_INTERVAL_S = 600.0  # what `silent` meant before: 10 minutes
 MIN_INTERVAL_S = 1.0
@@ -125,6 +125,7 @@ class Fleet:
         rejected = storage.rejection_counts()[1]
         configured = self._configured()
         offers = storage.latest_commands(CMD_UPDATE_OFFER)
+        assigned = assigned_versions(storage.ota_plan())
         views = []
         for device in storage.list_devices():
             reading = with_measured_at(latest.get(device.name))
@@ -139,6 +140,7 @@ class Fleet:
             info["health"] = health(device, reading)
             info["synthetic"] = is_synthetic(reading)
             info["ota"] = update_status(reading, offers.get(device.id))  # offered vs running (docs/ota.md)
+            info["ota"]["assigned"] = assigned.get(device.name)
             views.append(info)
         live = {view["id"] for view in views}
         for device_id in list(self._estimates):
