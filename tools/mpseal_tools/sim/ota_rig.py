@@ -66,6 +66,13 @@ class OtaRig:
         self.releases.mkdir()
         self.builds = {}
         self.boards = []
+        self.keys = {DEVICE: (DEVICE_ID, self.device_key)}  # device name -> (id, key)
+
+    def add_device(self, name):
+        """One more device in the receiver's registry, for board(device=name)."""
+        device_id, key = DEVICE_ID + len(self.keys), os.urandom(32)
+        self.receiver.add_device(name, key, device_id)
+        self.keys[name] = (device_id, key)
 
     def build(self, name, change=None):
         """A --simulator build of the repository's board code, or of a copy
@@ -93,7 +100,7 @@ class OtaRig:
         self.receiver.start()
         return self
 
-    def board(self, factory_version=1, rom=False, **changes):
+    def board(self, factory_version=1, rom=False, device=DEVICE, **changes):
         """A board installed from release `factory_version` (its /lib, /boot.py,
         /main.py) with /ota/state.txt saying so. rom=True: a ROMFS board, its
         modules in the ROMFS image of that release's build (the "v1" build)
@@ -112,8 +119,8 @@ class OtaRig:
         (flash / "ota").mkdir()
         (flash / "ota" / "state.txt").write_text(state_line(0, factory_version))
         config = {
-            "device_id": DEVICE_ID,
-            "key": self.device_key.hex(),
+            "device_id": self.keys[device][0],
+            "key": self.keys[device][1].hex(),
             "receiver": {"host": "127.0.0.1", "udp_port": self.receiver.udp_port, "http_port": self.receiver.http_port},
             "transports": ["udp"],
             "interval_s": 0,
