@@ -54,3 +54,24 @@ def test_a_missing_releases_folder_is_one_line(tmp_path):
                              "--http", "127.0.0.1:0", "--releases", str(tmp_path / "nope")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "no such folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_releases_are_on_the_ingest_listener_only(served):
+    """Boards reach the ingest listener; the API listener (loopback, tokens)
+    serves no release file."""
+    conn = http.client.HTTPConnection("127.0.0.1", served.api_port, timeout=10)
+    try:
+        conn.request("GET", "/ota/wemos/3/files/lib/app.mpy")
+        response = conn.getresponse()
+        assert response.status == 404 and response.read() != bytes(range(256)) * 4
+    finally:
+        conn.close()
+
+
+def test_releases_without_the_ingest_listener_is_one_line(tmp_path):
+    (tmp_path / "releases").mkdir()
+    result = subprocess.run([BIN + "/mpseal", "receive", "--db", str(tmp_path / "db.sqlite"), "--udp", "127.0.0.1:0",
+                             "--http", "off", "--api", "off", "--releases", str(tmp_path / "releases")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "--releases is served on the HTTP ingest listener" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
