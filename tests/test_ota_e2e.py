@@ -166,9 +166,12 @@ def staged_files(flash):
 
 def test_power_cuts_during_download_and_switch_always_boot_a_whole_version(rig):
     """Each cut falls at a random file of the download (each boot resumes
-    where the last one was cut), or at the swap or trial; when an update
-    completes the next version is offered, until POWER_CUTS cuts fell inside
-    an update. After every cut the next boot runs one whole release."""
+    where the last one was cut), or, when chosen, at the swap or trial;
+    a download that completes uncut is left to confirm, and then the next
+    version is offered, until POWER_CUTS cuts fell inside an update. After
+    every cut the next boot runs one whole release. The cut points are read
+    from the flash, never raced against the board's speed: a trial is cut
+    only when chosen, else it confirms however slow the machine is."""
     import time
 
     for version in range(2, 8):
@@ -176,25 +179,47 @@ def test_power_cuts_during_download_and_switch_always_boot_a_whole_version(rig):
     rig.start()
     board = rig.board().start()
     board.wait_for(lambda b: len(numbers(b, "acked")) >= 2, timeout=30)
-    rnd = random.Random(17)  # the same delays every run (what they hit still varies a little)
+    rnd = random.Random(17)  # the same choices every run (what they hit still varies a little)
     offered = 2
     rig.offer(offered)
     inside = []
     booted = []
+    completed = 0
     cuts = 0
+
+    def confirmed(b):
+        state = read_state(b.flash)
+        return state is not None and int(state[1]) == offered and state[0] == "0" or (
+            state is not None and state[0] == "2" and int(state[2]) == offered
+            and (b.flash / "ota" / "confirmed.txt").exists())
+
     while len(inside) < POWER_CUTS and cuts < MAX_CUTS:
         # The cut point, chosen on the flash (the board's console reaches us
-        # late, through a pipe): once the update is under way, after `target`
-        # files of /ota/staging exist, or once it is staged / swapping / on trial.
-        target = rnd.randint(0, 45)
+        # late, through a pipe): once 1-12 more files of /ota/staging exist
+        # than at the last cut (so every boot makes progress: a boot cut
+        # before its first byte counts as a failed attempt, and 5 of those
+        # refuse the offer), or at the swap / on trial when `at_switch` says so.
+        target = staged_files(board.flash) + rnd.randint(1, 12)
+        at_switch = rnd.random() < 0.3
+        cut = True  # also when nothing happened within the deadline
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             state = read_state(board.flash)
-            if state is not None and state[0] != "0":
+            if state is not None and state[0] != "0" and not confirmed(board):
+                cut = at_switch
                 break
             if in_update(board.flash) and staged_files(board.flash) >= target:
                 break
             time.sleep(0.003)
+        if not cut:  # this update goes through uncut: its trial confirms, then the next one is offered
+            board.wait_for(confirmed, timeout=60)
+            completed += 1
+            assert offered < 7, "ran out of releases to offer"
+            after = len(board.lines)
+            board.wait_for(lambda b: any(l.startswith("acked ") for l in b.lines[after:]), timeout=30)
+            offered += 1
+            rig.offer(offered)
+            continue
         board.power_off()
         cuts += 1
         if in_update(board.flash):
@@ -209,15 +234,17 @@ def test_power_cuts_during_download_and_switch_always_boot_a_whole_version(rig):
             board.wait_for(lambda b: any(l.startswith("acked ") for l in b.lines[seen:]), timeout=30)
             if int(state[1]) == offered:
                 offered += 1  # the next update to cut into
+                completed += 1
             # else: the cut took the offer (command sent, board killed before it
-            # was saved) or its attempts: offered again, as the host would
+            # was saved), its attempts, or its trial boots (rolled back):
+            # offered again, as the host would
             assert offered <= 7, "ran out of releases to offer after %d cuts" % cuts
             rig.offer(offered)
     assert len(inside) >= POWER_CUTS, "only %d of %d cuts fell inside an update" % (len(inside), cuts)
     board.wait_for(lambda b: any(l.startswith("acked ") for l in b.lines[-5:]), timeout=60)
     board.stop()
     assert lib_is_complete(board.flash, rig.releases)
-    assert int(read_state(board.flash)[1]) >= 3, "no update completed between the cuts"
+    assert completed >= 1 and int(read_state(board.flash)[1]) >= 3, "no update completed between the cuts"
     sealed = numbers(board, "sealed")
     assert sealed == sorted(set(sealed)), "a sequence number was reused"
     assert rig.receiver.device("dev")["rejected"] == 0

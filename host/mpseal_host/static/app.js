@@ -257,12 +257,13 @@ function batteryTrend(device) {
 }
 
 // Running version, and the offered one while it is not running confirmed
-// (docs/ota.md "Status"): "1 → 2 (failed)", "2 (on trial)".
+// (docs/ota.md "Status"): "1 \u2192 2 (failed)", "2 (on trial)".
 function appVersion(d, h) {
   const ota = d.ota || {};
   let text = fmt(h.version);
   if (ota.offered !== null && ota.offered !== undefined && ota.state !== "current") {
-    text += " → " + ota.offered + " (" + ota.state + ")";
+    if (ota.running !== ota.offered) text += " \u2192 " + ota.offered;
+    text += " (" + ota.state + ")";
   } else if (ota.on_trial) {
     text += " (on trial)";
   }
