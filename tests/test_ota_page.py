@@ -44,12 +44,12 @@ def test_the_table_and_cards_show_running_versions_and_update_states(tmp_path):
     cell = "document.querySelector('#fleet-table tr[data-device=\"%s\"] [data-col=\"version\"]').textContent"
 
     async def drive(page):
+        await page.wait_for("document.querySelectorAll('#devices article.device').length === 5")
+        meta = await page.js("document.querySelector('#devices [data-device=\"failed\"] .meta').textContent")
+        await page.js("document.querySelector('[data-view=\"table\"]').click()")
         await page.wait_for("document.body.dataset.view === 'table' && "
                             "document.querySelectorAll('#fleet-table tbody tr').length === 5")
         shown = {name: await page.js(cell % name) for name in ("updated", "on-trial", "failed", "offered", "factory")}
-        await page.js("document.querySelector('[data-view=\"cards\"]').click()")
-        await page.wait_for("document.querySelectorAll('#devices article.device').length === 5")
-        meta = await page.js("document.querySelector('#devices [data-device=\"failed\"] .meta').textContent")
         assert page.errors == [], page.errors
         return shown, meta
 
