@@ -103,6 +103,11 @@ class App:
                 sensor.read(values)
             except OSError:  # DHT timing, a loose probe: counted, the others still report
                 self.counters.sensor_errors += 1
+        s = lazy.state
+        if s:  # the OTA status (docs/ota.md): channels by number, no names interned
+            values[9] = s >> 2  # app_release
+            if s & 1:
+                values[10] = 1  # app_on_trial
         packet = mpseal.seal(self.keys, self.cfg.device_id, seq, encode_values(values), epoch=self.cfg.epoch)
         self.counters.readings += 1
         self.log("sealed %d" % seq)
@@ -224,6 +229,8 @@ class App:
     def safe_cycle(self):
         try:
             self.cycle()
+            if lazy.state & 1:  # a trial boot (docs/ota.md): confirm it, or reset towards the rollback
+                lazy.call("ota_trial_check", "check", self)
         except Exception as exc:  # one bad cycle must not stop a board in the field
             self.counters.errors += 1
             sys.print_exception(exc)

@@ -6,8 +6,44 @@
 # it; the checked config itself is handed to app.py (lazy.config).
 import gc
 
-import hw
-import lazy
+
+def boot():
+    # The first stage of OTA updates (docs/ota.md), before any /lib module
+    # loads: on a board with update state, /ota_versions.mpy (at the flash
+    # root, never replaced by an update) finishes a switch between app
+    # versions and counts a trial boot. Returns what becomes lazy.state. By
+    # __import__ and with names the app already has: an import statement would
+    # intern "ota_versions" on boards that never load it; os and sys are
+    # imported here, not at the top, to keep them out of boot's globals.
+    import os
+    import sys
+
+    for x in ("/ota/state.txt", "/ota-offer.bin"):
+        try:
+            os.stat(x)
+        except OSError:
+            continue
+        try:
+            return __import__("ota_versions").boot()
+        except Exception as exc:  # noqa: BLE001  never stop a boot: /lib runs as it is
+            sys.print_exception(exc)
+            return 0
+        finally:
+            sys.modules.pop("ota_versions", None)
+    return 0
+
+
+x = boot()
+del boot  # the name is one the board has anyway (the launcher's module)
+# The first stage's garbage (a switch lists and removes folders) goes before
+# the app's long-lived modules load, or they fill in around it and leave
+# holes: a board just updated then ran out of heap at 48k.
+gc.collect()
+import hw  # noqa: E402  (after the first stage: it may have replaced /lib)
+import lazy  # noqa: E402
+
+lazy.state = x
+del x
 
 # Collect after every 4 KB allocated while modules load. Loading a module
 # leaves short-lived garbage between its long-lived code; collected late, that
@@ -30,6 +66,8 @@ def _boot():
                 print("boot: Wi-Fi %r not joined yet; readings will be queued" % config.wifi["ssid"])
         if config.webrepl:
             hw.webrepl_start(config.webrepl["password"])
+        if lazy.state & 2:  # an update-offer: fetched and checked now, before the app's modules load
+            lazy.call("ota_updater", "run", config)  # ends in a reset
     except Exception as exc:  # noqa: BLE001  (main.py says what is wrong)
         if lazy.config is None and isinstance(exc, ValueError):
             # A bad /config.json (config.ConfigError): app.start() prints it,

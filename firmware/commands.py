@@ -29,6 +29,7 @@ _MAX_INTERVAL_S = const(604800)  # mpseal.control.MAX_INTERVAL_S (MIN is 1)
 # app.settings, what commands noted for App.apply, is keyed by opcode
 # (numbers cost no interned names): _SET_INTERVAL -> seconds, _ROTATE_KEY ->
 # its argument (App.apply adds 5 -> its derived keys); 0 -> the host seq to record in /cmdseq.dat; -1 -> failed tries.
+_UPDATE_OFFER = const(16)  # mpseal.control.CMD_UPDATE_OFFER (docs/ota.md)
 
 
 def handle(downlink):
@@ -73,6 +74,18 @@ def apply(app, code, value, seq):
         app.reboot = True  # after this cycle, once settled
     elif code == _ROTATE_KEY and len(value) == 33:  # new epoch u8 | new 32-byte master key
         pending[_ROTATE_KEY] = bytes(value)  # applied by App.apply
+    elif code == _UPDATE_OFFER and 36 < len(value):
+        # version u32 | release.txt sha256 | URL, kept as it came for the
+        # update agent, which checks it at the next boot with the heap free
+        # (ota_updater.py). At the root: creating /ota here would intern
+        # "/ota", one name more mid-cycle. Rewriting it is harmless, so it
+        # need not wait for App.apply.
+        with open("/ota-offer.bin", "wb") as f:
+            f.write(value)
+        app.reboot = True
+        pending[0] = seq
+        app.log("command update-offer")
+        return True
     else:
         return False
     pending[0] = seq

@@ -8,6 +8,12 @@ import sys
 # The Config boot.py checked, handed to app.start() so the file is not
 # checked twice (app.py says why).
 config = None
+# The OTA update state of this boot (docs/ota.md), set by boot.py's first
+# stage: version << 2 of the release it runs (0: never updated) | 2 an
+# update-offer waits (boot.py runs ota_updater) | 1 on trial
+# (ota_trial_check confirms it). Named "state", a name MicroPython already
+# has built in: a new one would cost the name pool (docs/firmware.md).
+state = 0
 
 
 def unload(names):

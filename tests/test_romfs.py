@@ -146,7 +146,8 @@ def test_deploy_writes_the_image_and_skips_the_files_it_covers(wemos_build, monk
     board = FakeBoard(has_romfs=True, transport=object())
     deploy(board, str(out), manifest, reset=False)
     assert written == [(out / romfs.IMAGE).read_bytes()]
-    assert sorted(board.sent) == ["/boot.py", "/main.py"], board.sent
+    # /ota_versions.mpy: the OTA first stage, at the root on every board (docs/ota.md)
+    assert sorted(board.sent) == ["/boot.py", "/main.py", "/ota_versions.mpy"], board.sent
 
 
 def test_manifest_is_json_with_the_image_entry(wemos_build):

@@ -1,6 +1,8 @@
 """`POST /api/ingest` on the ingest listener (docs/api.md): a packet in, its
-ack out. The listener serves nothing else; it is meant to be reachable by
-boards (a sealed packet is safe from anywhere), the API lives elsewhere.
+ack out. The listener serves nothing else but, with `--releases`, the signed
+OTA release files boards fetch (ota.py, GET only); it is meant to be
+reachable by boards (a sealed packet is safe from anywhere), the API lives
+elsewhere.
 
 The body is read whole: to its Content-Length, or chunked to its last
 chunk, however the TCP segments fall (one read() returns one segment). It is

@@ -37,7 +37,7 @@ import time
 
 from aiohttp import web as aioweb
 
-from mpseal_host import access, api, http_guard, http_ingest, log_limit, web
+from mpseal_host import access, api, http_guard, http_ingest, log_limit, ota, web
 from mpseal_host.addresses import local_addresses
 from mpseal_host.pipeline import DUPLICATE, REJECTED, STORED, Outcome
 from mpseal_host.rejections import STORAGE_BUSY
@@ -84,7 +84,7 @@ def board_addresses(host, port):
 
 class Receiver:
     def __init__(self, storage, udp=None, http=None, api=None, require_token=False, api_hosts=(), mqtt=None,
-                 reuse_port=False):
+                 reuse_port=False, releases=None):
         self.write_storage = storage  # the writer thread's alone
         # A read-only connection for /api/changes alone, used from one thread
         # of its own (SQLite's data_version is per connection: one must answer
@@ -95,6 +95,7 @@ class Receiver:
         # and the kernel spreads datagrams/connections among them (N
         # receivers sharing one PostgreSQL database, docs/receiver.md).
         self.reuse_port = reuse_port
+        self.releases = releases  # folder served at /ota/ on the ingest listener (ota.py), or None
         self.mqtt_settings = mqtt
         self.mqtt = None  # integrations.mqtt.MqttPublisher with --mqtt
         self.udp_address = udp
@@ -152,7 +153,9 @@ class Receiver:
         if self.http_address:
             app = aioweb.Application(middlewares=[http_guard.guard_middleware], client_max_size=4096)
             limits = http_guard.ConnectionLimits("ingest", *self._limits(INGEST_CONNECTIONS, INGEST_PER_CLIENT, 4), self.counters)
-            self.http_address = await self._serve(app, self.http_address, limits, http_ingest.add_routes)
+            # Releases on the listener boards reach (ota.py): GET only, signed files.
+            self.http_address = await self._serve(app, self.http_address, limits, http_ingest.add_routes,
+                                                  lambda app: ota.add_routes(app, self.releases))
         if self.api_address:
             app = aioweb.Application(
                 middlewares=[http_guard.guard_middleware, access.access_middleware], client_max_size=64 * 1024)
@@ -377,9 +380,10 @@ class Receiver:
 
 
 async def serve(storage, udp, http, api=None, ready=None, require_token=False, api_hosts=(), mqtt=None,
-                reuse_port=False):
+                reuse_port=False, releases=None):
     """Runs until SIGTERM or SIGINT, then flushes and returns. `mqtt`:
-    integrations.mqtt.MqttSettings to publish to a broker, or None."""
+    integrations.mqtt.MqttSettings to publish to a broker, or None;
+    `releases`: a folder of signed OTA releases to serve at /ota/ (ota.py)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     # A batch keeps thousands of small objects alive until it is answered,
     # and with CPython's default (a collection every 700 allocations) the
@@ -389,7 +393,7 @@ async def serve(storage, udp, http, api=None, ready=None, require_token=False, a
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     receiver = Receiver(storage, udp, http, api, require_token=require_token, api_hosts=api_hosts, mqtt=mqtt,
-                        reuse_port=reuse_port)
+                        reuse_port=reuse_port, releases=releases)
     await receiver.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -25,9 +25,12 @@ CMD_READ_NOW = 1  # no argument
 CMD_SET_INTERVAL = 2  # u32 seconds
 CMD_REBOOT = 3  # no argument
 CMD_ROTATE_KEY = 4  # new epoch u8 | new 32-byte master key
-CMD_NAMES = {CMD_READ_NOW: "read-now", CMD_SET_INTERVAL: "set-interval", CMD_REBOOT: "reboot", CMD_ROTATE_KEY: "rotate-key"}
+CMD_UPDATE_OFFER = 16  # version u32 | sha256 of release.txt (32 bytes) | release URL (ASCII); docs/ota.md
+CMD_NAMES = {CMD_READ_NOW: "read-now", CMD_SET_INTERVAL: "set-interval", CMD_REBOOT: "reboot", CMD_ROTATE_KEY: "rotate-key",
+             CMD_UPDATE_OFFER: "update-offer"}
 # Argument length each opcode must have; any other length is refused by the
 # board (counted in commands_refused), as is an opcode not in this table.
+# update-offer's length varies with its URL: 37..255 (update_offer()).
 ARGUMENT_SIZES = {CMD_READ_NOW: 0, CMD_SET_INTERVAL: 4, CMD_REBOOT: 0, CMD_ROTATE_KEY: 33}
 # set-interval bounds, the same on host and board: 0 would send with no wait
 # at all, and a week is far beyond any deployment's reporting period.
@@ -61,6 +64,17 @@ def rotate_key(new_epoch, new_master_key):
     if len(new_master_key) != 32 or not 0 <= new_epoch <= 255:
         raise ValueError("rotate-key needs an epoch 0..255 and a 32-byte key")
     return (CMD_ROTATE_KEY, bytes((new_epoch,)) + bytes(new_master_key))
+
+
+def update_offer(version, manifest_sha256, url):
+    """Offers the signed release `version` (release.txt's sha256, 32 bytes)
+    at `url` (http://host:port/path/, the release folder) to one board."""
+    url = url.encode() if isinstance(url, str) else bytes(url)
+    if not 1 <= version <= 0x7FFFFFFF or len(manifest_sha256) != 32:
+        raise ValueError("update-offer needs a version 1..2**31-1 and a 32-byte sha256")
+    if not url.startswith(b"http://") or b" " in url or len(url) > 255 - 36:
+        raise ValueError("update-offer URL must be http://... without spaces, at most 219 bytes")
+    return (CMD_UPDATE_OFFER, struct.pack(">I", version) + bytes(manifest_sha256) + url)
 
 
 def encode_commands(commands):

@@ -13,7 +13,25 @@ from mpseal.errors import BAD_PAYLOAD, InvalidPacket
 
 # The encoder (the board's half) lives in values.py, so a board never loads
 # the decoders below; these names keep `mpseal.payload` the whole codec.
-from mpseal.values import CHANNELS, FORMAT_VALUES, MAX_DECIMALS, WIDTHS, channel, encode_values  # noqa: F401
+from mpseal.values import CHANNELS as BOARD_CHANNELS
+from mpseal.values import FORMAT_VALUES, MAX_DECIMALS, WIDTHS, encode_values  # noqa: F401
+
+# The board's OTA status (docs/ota.md), in every reading of a board with
+# update state: the release it runs, and 1 while that is on trial. Sent by
+# number (values.py), named here, so the names never take board heap.
+HOST_CHANNELS = (
+    (9, "app_release", 0),
+    (10, "app_on_trial", 0),
+)
+CHANNELS = BOARD_CHANNELS + HOST_CHANNELS
+
+
+def channel(key):
+    """(number, name, default decimals) of a known channel, by name or number; else None."""
+    for known in CHANNELS:
+        if key == known[1] or key == known[0]:
+            return known
+    return None
 
 FORMAT_RAW = 0
 FORMAT_JSON = 1

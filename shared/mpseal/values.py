@@ -18,6 +18,9 @@ CHANNELS = (
     (7, "rssi", 0),  # dBm of the link the board used
     (8, "synthetic", 0),  # 1 = made-up values (the firmware's synthetic sensor), never a measurement
 )
+# Channels a board gives by number only (an int key), named on the host
+# (payload.py's HOST_CHANNELS: 9 app_release, 10 app_on_trial, docs/ota.md):
+# their names never take board heap.
 # type code (the high nibble) -> (bytes, struct format, lowest, highest)
 WIDTHS = ((1, ">b", -0x80, 0x7F), (2, ">h", -0x8000, 0x7FFF), (4, ">i", -0x80000000, 0x7FFFFFFF))
 MAX_DECIMALS = 9
@@ -50,6 +53,8 @@ def encode_values(values):
             raise ValueError("decimals must be 0..9")
         if known:
             out.append(known[0])
+        elif isinstance(key, int) and 0 <= key < 0x80:
+            out.append(key)  # a numbered channel the host names
         else:
             name = key.encode() if isinstance(key, str) else None
             if not name or len(name) > 127:

@@ -3,6 +3,7 @@
 Layout on the board (and in build/<board>/):
     /boot.py, /main.py            copied as source: the board runs them by name
     /lib/mpseal/*.mpy             the protocol package (shared/mpseal)
+    /ota_versions.mpy             the first stage of OTA updates (docs/ota.md)
     /lib/<module>.mpy             every other firmware/ module
     manifest.json                 (not uploaded) path, size, sha256 of each file
     romfs.img                     boards with ROMFS (boards.yaml romfs: true): the
@@ -25,6 +26,9 @@ from mpseal_host.errors import MpsealError
 
 from mpseal_tools.paths import BUILD_DIR, REPO_ROOT
 SOURCE_AS_IS = ("boot.py", "main.py")  # MicroPython runs these by file name, never imports them
+# The first stage of OTA updates (docs/ota.md): at the flash root, outside the
+# /lib an update replaces, so an update never changes it.
+FIRST_STAGE = ("ota_versions.py",)
 # CPython-only modules that must never reach a board (the host sides of the
 # crypto seam: they import cryptography / pycryptodome).
 HOST_ONLY = ("shared/mpseal/aes_openssl.py", "shared/mpseal/aes_pycryptodome.py")
@@ -74,12 +78,24 @@ def board_files(repo_root=REPO_ROOT, simulator=False):
                 continue
             if name.startswith(UNIX_SEAM_PREFIX) and not simulator:
                 continue
-            target = "/" + name if name in SOURCE_AS_IS else "/lib/" + name[:-3] + ".mpy"
+            if name in SOURCE_AS_IS:
+                target = "/" + name
+            elif name in FIRST_STAGE:
+                target = "/" + name[:-3] + ".mpy"
+            else:
+                target = "/lib/" + name[:-3] + ".mpy"
             items.append((os.path.join(firmware, name), target))
     return items
 
 
 _ERROR_LINE = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
+
+
+def module_file(target):
+    """A module's __file__ on the board, for the .mpy's source name: "/lib/app.mpy";
+    the first stage at the root is imported through sys.path's "" entry, so
+    its __file__ is "ota_versions.mpy", not "/ota_versions.mpy"."""
+    return target if target.startswith("/lib/") else target.lstrip("/")
 
 
 def compile_module(source, target_file, board_name, mpy_cross, shown_as=None):
@@ -132,7 +148,7 @@ def build(board, out_root=None, repo_root=REPO_ROOT, progress=None, simulator=Fa
             local = os.path.join(staging, target.lstrip("/"))
             os.makedirs(os.path.dirname(local), exist_ok=True)
             if target.endswith(".mpy"):
-                compile_module(source, local, target, mpy_cross, os.path.relpath(source, repo_root))
+                compile_module(source, local, module_file(target), mpy_cross, os.path.relpath(source, repo_root))
             else:
                 shutil.copyfile(source, local)
             files.append({"path": target, "size": os.path.getsize(local), "sha256": sha256_file(local)})

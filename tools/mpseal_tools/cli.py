@@ -22,7 +22,7 @@ from mpseal_host.errors import MpsealError
 from mpseal_host.storage import NoSuchDevice, StorageUnavailable
 from mpseal_tools import build, provision
 from mpseal_tools.board import catalog, flash
-from mpseal_tools.commands import board, deploy
+from mpseal_tools.commands import board, deploy, ota
 
 COMMANDS = (
     packets,  # keygen, seal, unseal, inspect
@@ -34,6 +34,7 @@ COMMANDS = (
     ttn,  # ttn (LoRaWAN via The Things Network: MQTT or webhook)
     deploy,  # build, deploy, webrepl, vboard
     board,  # flash, provision, monitor
+    ota,  # release-key, release, ota offer
 )
 
 # What to do, for library errors that reach the handler: the only place that

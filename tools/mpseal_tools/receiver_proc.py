@@ -27,7 +27,7 @@ def free_port(kind=socket.SOCK_STREAM):
 class ReceiverProcess:
     def __init__(self, workdir, udp_port=None, http_port=None, api_port=None, extra_args=()):
         self.workdir = Path(workdir)
-        self.extra_args = list(extra_args)  # more `mpseal receive` options, e.g. ["--mqtt", URL]
+        self.extra_args = list(extra_args)  # more `mpseal receive` options, e.g. ["--mqtt", URL], ["--releases", DIR]
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db = self.workdir / "mpseal.sqlite"
         self.udp_port = udp_port or free_port(socket.SOCK_DGRAM)
@@ -39,6 +39,11 @@ class ReceiverProcess:
     @property
     def url(self):
         return "http://127.0.0.1:%d/" % self.api_port
+
+    @property
+    def ingest_url(self):
+        """The HTTP ingest listener: where boards reach the receiver (and its --releases)."""
+        return "http://127.0.0.1:%d/" % self.http_port
 
     def cli(self, *args, env=None):
         """Runs `mpseal ARGS --db <db>`; returns stdout, raises with stderr."""

@@ -29,6 +29,9 @@ def cmd_receive(args):
         raise UserError("--keep-days must be 1 or more (leave it out to keep every reading)")
     if not udp and not http and not args.modem:
         raise UserError("both --udp and --http are off: nothing to receive on")
+    if args.releases and not http:
+        raise UserError("--releases is served on the HTTP ingest listener (where boards reach it) and --http is off:"
+                        " give --http HOST:PORT")
     mqtt = _mqtt_settings(args, configured)
     storage = open_db(args, create=True, serving=True)
     if api and (args.require_token or not is_loopback(api[0])) and not storage.list_tokens():
@@ -68,7 +71,9 @@ def cmd_receive(args):
 
     try:
         asyncio.run(serve(storage, udp, http, api, ready, require_token=args.require_token, api_hosts=args.api_host,
-                          mqtt=mqtt, reuse_port=args.reuse_port))
+                          mqtt=mqtt, reuse_port=args.reuse_port, releases=args.releases))
+    except ValueError as exc:  # --releases folder missing
+        raise UserError(str(exc))
     except OSError as exc:
         raise UserError("cannot listen: %s (is another receiver running? pick other ports with --udp/--http/--api)" % exc)
     finally:
@@ -155,23 +160,43 @@ def cmd_devices_set_ttn_id(args):
 
 
 def cmd_devices_list(args):
+    from mpseal_host.ota import fleet_statuses
+
     storage = open_db(args)
-    devices = storage.list_devices()
-    storage.close()
+    try:
+        devices = storage.list_devices()
+        statuses, _ = fleet_statuses(storage)
+    finally:
+        storage.close()
+    from mpseal_host.ota import update_status
+
+    updates = {d.id: statuses.get(d.name) or dict(update_status(None, None), assigned=None) for d in devices}
     if args.json:
-        print(json.dumps([d.public() for d in devices], indent=2))
+        print(json.dumps([dict(d.public(), ota=updates[d.id]) for d in devices], indent=2))
         return
     if not devices:
         print("no devices (add one with 'mpseal devices add NAME')")
         return
-    print("%-4s %-20s %-5s %-10s %-20s %-6s %8s %8s %8s" % ("id", "name", "epoch", "last seq", "last seen", "via", "stored", "dupl.", "rejected"))
+    print("%-4s %-20s %-5s %-10s %-20s %-6s %8s %8s %8s  %s" % ("id", "name", "epoch", "last seq", "last seen", "via", "stored",
+                                                               "dupl.", "rejected", "app: running/offered, update"))
     for d in devices:
         seen = "never" if d.last_seen is None else _time(d.last_seen)
         epoch = str(d.epoch) if d.pending_epoch is None else "%d>%d" % (d.epoch, d.pending_epoch)
         print(
-            "%-4d %-20s %-5s %-10d %-20s %-6s %8d %8d %8d"
-            % (d.id, d.name, epoch, d.last_seq, seen, d.last_transport or "-", d.stored, d.duplicates, d.rejected)
+            "%-4d %-20s %-5s %-10d %-20s %-6s %8d %8d %8d  %s"
+            % (d.id, d.name, epoch, d.last_seq, seen, d.last_transport or "-", d.stored, d.duplicates, d.rejected,
+               _update_column(updates[d.id]))
         )
+
+
+def _update_column(update):
+    def version(v):
+        return "-" if v is None else str(v)
+
+    text = "%s/%s %s" % (version(update["running"]), version(update["offered"]), update["state"])
+    if update.get("assigned") is not None and update["assigned"] != update["offered"]:
+        text += " (assigned %d)" % update["assigned"]
+    return text
 
 
 def _time(t):
@@ -333,6 +358,9 @@ def register(subparsers):
 
     add_modem_arguments(p)  # --modem, --baud, --pdu, --no-sms-acks
     add_mqtt_arguments(p)
+    from mpseal_host.ota import add_arguments as add_ota_arguments
+
+    add_ota_arguments(p)  # --releases
     p.set_defaults(func=cmd_receive)
 
     devices = _action_group(subparsers, "devices", "the device registry: add, list, remove")

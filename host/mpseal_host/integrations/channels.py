@@ -26,6 +26,10 @@ CHANNEL_META = {
 # sensor of their own on the page. `synthetic` is the board's marker for a
 # made-up sensor (firmware/sensors.py Synthetic).
 MARKER_FIELDS = ("synthetic",)
+# The board's OTA status (docs/ota.md): the fleet view shows it, as a version
+# and a state, never as a sensor (no chart, no HA entity, no metric series).
+STATUS_FIELDS = ("app_release", "app_on_trial")
+NOT_SENSORS = MARKER_FIELDS + STATUS_FIELDS
 
 # A value name we turn into an HA entity / metric label must be plain: it ends
 # up in a unique_id and a Jinja template. Others are still stored, exported

@@ -16,9 +16,10 @@ storage and caches each estimate until the device sends something new.
 import struct
 import time
 
-from mpseal.control import CMD_SET_INTERVAL
+from mpseal.control import CMD_SET_INTERVAL, CMD_UPDATE_OFFER
 from mpseal_host.integrations.channels import MARKER_FIELDS, is_number
 from mpseal_host.integrations.timerange import with_measured_at
+from mpseal_host.ota import assigned_versions, update_status
 
 DEFAULT_INTERVAL_S = 600.0  # what `silent` meant before: 10 minutes
 MIN_INTERVAL_S = 1.0
@@ -72,7 +73,7 @@ def health(device, latest):
     the receiver's own view (transport, rejections). Missing ones are None."""
     value = latest.get("value") if latest else None
     value = value if isinstance(value, dict) else {}
-    version = value.get("version", value.get("fw"))
+    version = value.get("version", value.get("fw", value.get("app_release")))
     return {
         "battery": value.get("battery") if is_number(value.get("battery")) else None,
         "signal": value.get("rssi") if is_number(value.get("rssi")) else None,
@@ -123,6 +124,8 @@ class Fleet:
         latest = storage.latest_readings()
         rejected = storage.rejection_counts()[1]
         configured = self._configured()
+        offers = storage.latest_commands(CMD_UPDATE_OFFER)
+        assigned = assigned_versions(storage.ota_plan())
         views = []
         for device in storage.list_devices():
             reading = with_measured_at(latest.get(device.name))
@@ -136,6 +139,8 @@ class Fleet:
             info["silent_after_s"] = round(silent_after(interval), 3)
             info["health"] = health(device, reading)
             info["synthetic"] = is_synthetic(reading)
+            info["ota"] = update_status(reading, offers.get(device.id))  # offered vs running (docs/ota.md)
+            info["ota"]["assigned"] = assigned.get(device.name)
             views.append(info)
         live = {view["id"] for view in views}
         for device_id in list(self._estimates):

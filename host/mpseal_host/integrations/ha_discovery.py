@@ -19,7 +19,7 @@ import json
 
 import mpseal
 
-from mpseal_host.integrations.channels import CHANNEL_META, MARKER_FIELDS, PLAIN_NAME, finite_or_none, numeric_fields
+from mpseal_host.integrations.channels import CHANNEL_META, NOT_SENSORS, PLAIN_NAME, finite_or_none, numeric_fields
 from mpseal_host.integrations.timerange import iso
 
 ONLINE = "online"
@@ -62,7 +62,7 @@ def object_id(device_id):
 
 def announced_fields(value):
     """The numeric, plainly named fields of a reading that become HA sensors, sorted."""
-    return sorted(k for k in numeric_fields(value) if PLAIN_NAME.match(k) and k not in MARKER_FIELDS)
+    return sorted(k for k in numeric_fields(value) if PLAIN_NAME.match(k) and k not in NOT_SENSORS)
 
 
 def _sensor(node, field):

@@ -13,7 +13,7 @@ import time
 from aiohttp import web as aioweb
 
 from mpseal_host.integrations import export, jsonsafe, metrics
-from mpseal_host.integrations.channels import MARKER_FIELDS, unit
+from mpseal_host.integrations.channels import NOT_SENSORS, unit
 from mpseal_host.integrations.fleet import Fleet
 from mpseal_host.integrations.timerange import BadTime, measured, parse_time
 from mpseal_host.storage import NoSuchDevice
@@ -102,7 +102,7 @@ def series(readings):
     for i, (_, values) in enumerate(rows):
         for name, v in values.items():
             kind = type(v)  # not isinstance: a bool is not a number here
-            if (kind is int or (kind is float and math.isfinite(v))) and name not in MARKER_FIELDS:
+            if (kind is int or (kind is float and math.isfinite(v))) and name not in NOT_SENSORS:
                 column = fields.get(name)
                 if column is None:
                     column = fields[name] = [None] * len(rows)

@@ -144,6 +144,9 @@ function fillCard(entry, device, data) {
     "every ~" + duration(device.interval_s) + " (" + device.interval_source + ")"];
   if (health.signal !== null && health.signal !== undefined) parts.push("signal " + fmt(health.signal) + " dBm");
   if (health.version !== null && health.version !== undefined) parts.push("version " + fmt(health.version));
+  const ota = device.ota || {};
+  if (ota.offered !== null && ota.offered !== undefined) parts.push("update to " + ota.offered + ": " + ota.state);
+  else if (ota.on_trial) parts.push("on trial");
   const latest = device.latest;
   if (latest && latest.time_source === "age") parts.push("measured " + ago(latest.measured_at, now));
   // the radio link of the latest reading, when its carrier reports one (LoRaWAN: TTN's best gateway)
@@ -253,6 +256,20 @@ function batteryTrend(device) {
   return Math.abs(change) < 0.01 ? " \u2192" : change > 0 ? " \u2197" : " \u2198";
 }
 
+// Running version, and the offered one while it is not running confirmed
+// (docs/ota.md "Status"): "1 \u2192 2 (failed)", "2 (on trial)".
+function appVersion(d, h) {
+  const ota = d.ota || {};
+  let text = fmt(h.version);
+  if (ota.offered !== null && ota.offered !== undefined && ota.state !== "current") {
+    if (ota.running !== ota.offered) text += " \u2192 " + ota.offered;
+    text += " (" + ota.state + ")";
+  } else if (ota.on_trial) {
+    text += " (on trial)";
+  }
+  return text;
+}
+
 function showTable(data) {
   const body = document.querySelector("#fleet-table tbody");
   const rows = data.devices.slice().sort(compare).map((d) => {
@@ -266,7 +283,7 @@ function showTable(data) {
     tr.appendChild(el("td", { "data-col": "battery", title: "trend over the shown range" },
       typeof h.battery === "number" ? fmt(h.battery) + " V" + batteryTrend(d) : "\u2013"));
     tr.appendChild(el("td", { "data-col": "signal" }, typeof h.signal === "number" ? fmt(h.signal) + " dBm" : "\u2013"));
-    tr.appendChild(el("td", { "data-col": "version" }, fmt(h.version)));
+    tr.appendChild(el("td", { "data-col": "version", "data-update": (d.ota || {}).state || "" }, appVersion(d, h)));
     tr.appendChild(el("td", { "data-col": "transport" }, d.last_transport || "\u2013"));
     tr.appendChild(el("td", { "data-col": "interval" }, duration(d.interval_s)));
     tr.appendChild(el("td", { "data-col": "stored" }, String(d.stored)));

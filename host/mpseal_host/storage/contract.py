@@ -199,6 +199,21 @@ class Storage(abc.ABC):
         that went out in an ack, per device."""
 
     @abc.abstractmethod
+    def ota_plan(self):
+        """The OTA plan (groups, pins, rollouts; mpseal_host.ota) as a dict, {} when none."""
+
+    @abc.abstractmethod
+    def change_ota_plan(self, change):
+        """plan = change(plan) in one write transaction (no lost update
+        between two writers); returns the new plan."""
+
+    @abc.abstractmethod
+    def latest_commands(self, opcode):
+        """{device_id: (argument, sent_at or None, acked_device_seq or None)}
+        of the newest command with `opcode` per device, sent or still
+        queued (the OTA view: the update offered last and whether it went out)."""
+
+    @abc.abstractmethod
     def latest_readings(self, names=None):
         """{device name: its reading with the highest seq, or None} for
         every device (or those named)."""

@@ -43,6 +43,7 @@ from mpseal_host.storage.model import (
 # The host->device counter is reported from here on (stats, the page): acks
 # use one per reading stored for the first time, so this is years away.
 HOST_SEQ_WARN = MAX_SEQ - (1 << 24)
+OTA_PLAN_KEY = "ota_plan"
 
 # %s: d.allowed_numbers as JSON text (the backend's JSON_TEXT appended).
 DEVICE_COLUMNS = (
@@ -286,6 +287,32 @@ class SqlQueries:
             (opcode,),
         )
         return {device_id: bytes(argument) for device_id, argument in rows}
+
+    # --- the OTA plan (groups, pins, rollouts: mpseal_host.ota), one JSON value in meta
+
+    def ota_plan(self):
+        rows = self._rows("reading the OTA plan", "SELECT value FROM meta WHERE key = ?", (OTA_PLAN_KEY,))
+        return json.loads(rows[0][0]) if rows else {}
+
+    def change_ota_plan(self, change):
+        with self._write("changing the OTA plan") as db:
+            self._exec(db, "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (OTA_PLAN_KEY, "{}"))
+            # An update first: on PostgreSQL it locks the row until commit,
+            # so two changes never both read the old plan.
+            self._exec(db, "UPDATE meta SET value = value WHERE key = ?", (OTA_PLAN_KEY,))
+            row = self._exec(db, "SELECT value FROM meta WHERE key = ?", (OTA_PLAN_KEY,)).fetchone()
+            plan = change(json.loads(row[0]))
+            self._exec(db, "UPDATE meta SET value = ? WHERE key = ?", (json.dumps(plan, sort_keys=True), OTA_PLAN_KEY))
+        return plan
+
+    def latest_commands(self, opcode):
+        rows = self._rows(
+            "reading the latest commands",
+            "SELECT device_id, argument, sent_at, acked_device_seq FROM commands WHERE id IN (SELECT MAX(id) FROM commands"
+            " WHERE opcode = ? GROUP BY device_id)",
+            (opcode,),
+        )
+        return {device_id: (bytes(argument), sent_at, acked_device_seq) for device_id, argument, sent_at, acked_device_seq in rows}
 
     # --- readings ------------------------------------------------------------------
 

