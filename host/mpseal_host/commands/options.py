@@ -42,6 +42,15 @@ def open_db(args, create=False, serving=False):
     return open_storage(location, serving=serving)
 
 
+def queue_command(args, device, command):
+    """Queues one command for a device in the command's database; returns its id."""
+    storage = open_db(args)
+    try:
+        return storage.queue_command(device, command)
+    finally:
+        storage.close()
+
+
 def address_option(text, flag, default_port=None, listen=False):
     """'HOST:PORT' (or 'off' -> None) from a command-line flag, as a UserError naming the flag."""
     if text.lower() == "off":

@@ -4,7 +4,7 @@ import json
 import logging
 
 from mpseal import control
-from mpseal_host.commands.options import add_db_option, address_option, open_db
+from mpseal_host.commands.options import add_db_option, address_option, open_db, queue_command
 from mpseal_host.errors import UserError
 
 # Ingest listens where boards can reach it (a sealed packet is safe from
@@ -280,11 +280,7 @@ def cmd_command(args):
             raise UserError(str(exc))
     if args.action != "set-interval" and args.seconds is not None:
         raise UserError("%s takes no argument" % args.action)
-    storage = open_db(args)
-    try:
-        command_id = storage.queue_command(args.device, command)
-    finally:
-        storage.close()
+    command_id = queue_command(args, args.device, command)
     print("queued %s for %s (command %d): it goes out with the next ack to the device" % (args.action, args.device, command_id))
 
 

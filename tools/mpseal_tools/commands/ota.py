@@ -58,14 +58,10 @@ def offer_command(releases, board, version, base_url):
 
 
 def cmd_ota_offer(args):
-    from mpseal_host.commands.options import open_db
+    from mpseal_host.commands.options import queue_command
 
     command = offer_command(args.releases, args.board, args.version, args.url)
-    storage = open_db(args)
-    try:
-        command_id = storage.queue_command(args.device, command)
-    finally:
-        storage.close()
+    command_id = queue_command(args, args.device, command)
     print("queued update-offer v%d for %s (command %d): it goes out with the next ack" % (args.version, args.device, command_id))
 
 
