@@ -22,8 +22,13 @@ import socket
 import struct
 from micropython import const
 
+_HEADER = const(9)  # struct.calcsize(">IBBBBb"), the air header below
 _MAX_DATAGRAM = const(9 + 255)  # the air header and the largest LoRa frame: a bigger buffer would only cost the heap
-_AIR = ">IBBBBb"  # frequency Hz, SF, bandwidth code, flags (1 inverted I/Q, 2 CRC, 4 implicit header), sync word, power dBm
+# The air header, ">IBBBBb": frequency Hz, SF, bandwidth code, flags (1 inverted I/Q, 2 CRC,
+# 4 implicit header), sync word, power dBm.
+# Lean on purpose: this stand-in sits in the board's heap, which a real SX1276 does not (its FIFO
+# and registers are on the chip), and the LoRa board has little to spare at 48k: one buffer for
+# allocation per datagram out, the socket opened at the first TX, no copies of the FIFO.
 
 
 class Chip:
@@ -33,15 +38,8 @@ class Chip:
         self.regs[0x42] = 0x12
         self.regs[0x0C] = 0x20
         self.fifo = bytearray(256)
-        self.sock = None
+        self.sock = self.air = None  # opened at the first TX (or RX)
         self.pending = []
-        self.air = None
-        air = os.getenv("MPSEAL_LORA_AIR")
-        if air:
-            host, port = air.rsplit(":", 1)
-            self.air = socket.getaddrinfo(host, int(port))[0][-1]
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.bind(socket.getaddrinfo("127.0.0.1", 0)[0][-1])
         self.transmitted = 0
 
     def lora(self):
@@ -79,7 +77,9 @@ class Chip:
         elif address != 0x42:
             r[address] = value
 
-    def channel(self):
+    def channel(self, into=None):
+        """(frequency Hz, SF, bandwidth code, flags, sync word, power dBm) the
+        registers select; packed as the air header into `into` when given."""
         r = self.regs
         frf = r[0x06] << 16 | r[0x07] << 8 | r[0x08]
         hz = (frf * 15625 + 128) // 256
@@ -88,22 +88,36 @@ class Chip:
         power = (17 - (15 - (pa & 0x0F))) if pa & 0x80 else -1  # PA_BOOST only (RFM95)
         if power == 17 and r[0x4D] & 0x07 == 0x07:
             power = 20
-        return hz, r[0x1E] >> 4, r[0x1D] >> 4, flags, r[0x39], power
+        if into is not None:
+            struct.pack_into(">IBBBBb", into, 0, hz, r[0x1E] >> 4, r[0x1D] >> 4, flags, r[0x39], power)
+        return hz, r[0x1E] >> 4, r[0x1D] >> 4, flags, r[0x39]
+
+    def open(self):
+        air = os.getenv("MPSEAL_LORA_AIR")
+        if self.sock is None and air:
+            host, port = air.rsplit(":", 1)
+            self.air = socket.getaddrinfo(host, int(port))[0][-1]
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind(socket.getaddrinfo("127.0.0.1", 0)[0][-1])
+        return self.sock
 
     def tx(self):
         r = self.regs
-        base = r[0x0E]
-        data = bytes(self.fifo[base : base + r[0x22]])
-        if self.sock is not None:
+        if self.open() is not None:
             self.drain()
             self.pending = []  # what was in the air before this frame is gone
-            self.sock.sendto(struct.pack(_AIR, *self.channel()) + data, self.air)
+            n = r[0x22]
+            out = bytearray(_HEADER + n)  # the one datagram buffer (the FIFO stays the only copy of the frame until here)
+            self.channel(out)
+            base = r[0x0E]
+            out[_HEADER:] = memoryview(self.fifo)[base : base + n]
+            self.sock.sendto(out, self.air)
         self.transmitted += 1
         r[0x12] |= 0x08  # TxDone
         r[0x01] = (r[0x01] & 0xF8) | 1  # back to STDBY, as the chip does
 
     def drain(self):
-        poller = select.poll()
+        poller = select.poll()  # made per drain, not kept: a kept one costs heap between frames
         poller.register(self.sock, select.POLLIN)
         while poller.poll(0):
             self.pending.append(self.sock.recv(_MAX_DATAGRAM))
@@ -111,15 +125,14 @@ class Chip:
 
     def rx(self):
         r = self.regs
-        if self.sock is not None:
+        if self.open() is not None:
             self.drain()
         want = self.channel()
-        n = struct.calcsize(_AIR)
         for i in range(len(self.pending)):
-            got = struct.unpack(_AIR, self.pending[i][:n])
+            got = struct.unpack_from(">IBBBBb", self.pending[i])
             # same channel (within two 61 Hz register steps), SF, bandwidth, inverted I/Q (flag 1) and sync word
             if abs(got[0] - want[0]) < 100 and got[1:3] == want[1:3] and got[3] & 1 and want[3] & 1 and got[4] == want[4]:
-                data = self.pending.pop(i)[n:]
+                data = memoryview(self.pending.pop(i))[_HEADER:]
                 base = r[0x0F]
                 self.fifo[base : base + len(data)] = data
                 r[0x10] = base
@@ -171,7 +184,7 @@ class SPI:
         self.transfer(data, None)
 
     def readinto(self, buf, write=0):
-        self.transfer(bytes((write,)) * len(buf), buf)
+        self.transfer(buf, buf)  # what goes out while reading is ignored (the chip does the same)
 
 
 class Pin:

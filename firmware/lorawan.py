@@ -22,19 +22,26 @@ from mpseal.cmac import cmac
 UNCONFIRMED_UP = 0x40  # MType 010, LoRaWAN R1
 
 
-def _block(first, dir, addr, fcnt, last):
-    return struct.pack("<BIBIIBB", first, 0, dir, addr, fcnt, 0, last)
+def _block(first, dir, addr, fcnt, last, into=None, at=0):
+    if into is None:
+        return struct.pack("<BIBIIBB", first, 0, dir, addr, fcnt, 0, last)
+    struct.pack_into("<BIBIIBB", into, at, first, 0, dir, addr, fcnt, 0, last)
 
 
 def crypt(key, dir, addr, fcnt, data):
-    """FRMPayload encryption, which is also its decryption (xor with S)."""
-    k = prepare_key(key)
+    """FRMPayload encryption, which is also its decryption (xor with S).
+    All the A_i blocks go through one ECB call: one AES object (cryptolib:
+    ~320 bytes each) and one keystream buffer per frame, not one per 16
+    bytes, so a frame needs no more heap than that at 48k."""
+    n = len(data)
+    s = bytearray((n + 15) & ~15)
+    for i in range(0, n, 16):
+        _block(1, dir, addr, fcnt, i // 16 + 1, s, i)
+    s = ecb_encrypt_block(prepare_key(key), s)
     out = bytearray(data)
-    for i in range(0, len(out), 16):
-        s = ecb_encrypt_block(k, _block(1, dir, addr, fcnt, i // 16 + 1))
-        for j in range(min(16, len(out) - i)):
-            out[i + j] ^= s[j]
-    return bytes(out)
+    for i in range(n):
+        out[i] ^= s[i]
+    return out
 
 
 def mic(nwk_key, dir, addr, fcnt, message):

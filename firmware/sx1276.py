@@ -60,6 +60,7 @@ class SX1276:
         self.nss = nss
         self.dio0 = dio0
         self.one = bytearray(1)
+        self.two = bytearray(2)  # a register write: no allocation per write (the heap is tight at 48k)
         self.rssi = self.snr = 0
         if reset is not None:  # NRESET low for > 100 us, then 5 ms until the chip is ready (datasheet 7.2)
             reset.value(0)
@@ -95,7 +96,14 @@ class SX1276:
         return self.transfer(address)[0]
 
     def write(self, address, value):
-        self.transfer(address, bytes((value,)))
+        buf = self.two
+        buf[0] = address | 0x80
+        buf[1] = value
+        self.nss.value(0)
+        try:
+            self.spi.write(buf)
+        finally:
+            self.nss.value(1)
 
     def mode(self, mode):
         self.write(_OP_MODE, _LONG_RANGE | mode)
@@ -171,7 +179,7 @@ class SX1276:
         snr = self.read(_PKT_SNR)
         self.snr = (snr - 256 if snr > 127 else snr) // 4  # signed, in 0.25 dB
         self.rssi = self.read(_PKT_RSSI) - 157  # HF port (datasheet 5.5.5)
-        return bytes(data)
+        return data  # the bytearray transfer() filled: no second copy of the frame
 
     def sleep(self):
         self.mode(_SLEEP)

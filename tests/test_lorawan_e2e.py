@@ -26,14 +26,9 @@ TTN_DEVICE = "mpseal-7"
 DEV_ADDR = 0x260B0007
 APP = "mpseal-app"
 # The LoRa board runs in the 48k target with its modules in ROMFS (the
-# default install): high-water ~44.9 KB, little to spare (docs/lorawan.md "Memory").
+# default install), always-on and in interval mode (deep sleep): little to
+# spare (docs/lorawan.md "Memory").
 HEAP = unix_board.TARGET_HEAP
-# Not yet in interval mode: there each wake's first uplink hits a MemoryError at
-# 48k with the cumulative-ack code (~320 bytes more live heap than before it;
-# main passed here at 48k by less than that). Measured: it runs at 52k. (The
-# simulated chip's socket, FIFO and register copies also sit in this heap; a
-# real board keeps those in the SX1276.)
-DEEP_SLEEP_HEAP = "52k"
 
 
 class Air:
@@ -304,7 +299,7 @@ def test_deep_sleep_wakes_count_on_without_gaps_or_flash_writes(air):
     """Interval mode: the FCnt (= mpseal sequence number) comes back exact
     from RTC memory after each deep sleep, so it grows by one per wake and
     /seq.dat is written once per 64 readings, not once per wake."""
-    board = air.board(power="interval", interval_s=10, heapsize=DEEP_SLEEP_HEAP).start()  # DR5: a 48-byte frame needs 9.75 s off
+    board = air.board(power="interval", interval_s=10, heapsize=HEAP).start()  # DR5: a 48-byte frame needs 9.75 s off
     board.wait_for(lambda b: len(air.ns.uplinks) >= 3, timeout=90)
     board.stop()
     fcnts = [doc["uplink_message"]["f_cnt"] for doc in air.ns.uplinks]
