@@ -3,7 +3,7 @@
 # the ESP8266 and the unix port, pycryptodome on CPython. LoRaWAN 1.0.x's MIC
 # is the first 4 bytes of AES-CMAC under the NwkSKey (firmware/lorawan.py).
 # Only encryption is ever needed, which is all cryptolib's ECB mode must do.
-from mpseal.aes import BLOCK_SIZE, ecb_encrypt_block, prepare_key
+from mpseal.aes import BLOCK_SIZE, cbc_encrypt, ecb_encrypt_block, prepare_key
 
 
 def _double(block):
@@ -21,7 +21,11 @@ def _double(block):
 
 
 def cmac(key, message):
-    """The 16-byte AES-CMAC of `message` under the 16-byte `key` (raw bytes)."""
+    """The 16-byte AES-CMAC of `message` under the 16-byte `key` (raw bytes).
+    The chaining is CBC-MAC (RFC 4493 2.4: X := AES(K, X xor M_i)), i.e. the
+    last block of a CBC encryption from a zero IV, so it is done by one
+    cbc_encrypt call: on the board two AES objects (cryptolib: ~320 bytes
+    each) per MAC, not one per block (a LoRa board has little heap to spare)."""
     k = prepare_key(key)
     k1 = _double(ecb_encrypt_block(k, bytes(BLOCK_SIZE)))
     n = len(message)
@@ -29,20 +33,14 @@ def cmac(key, message):
     # an empty message counts as one incomplete block.
     if n and n % BLOCK_SIZE == 0:
         start = n - BLOCK_SIZE
-        last = bytearray(message[start:])
+        data = bytearray(message)
         sub = k1
     else:
         start = n - n % BLOCK_SIZE
-        last = bytearray(BLOCK_SIZE)
-        last[: n - start] = message[start:]
-        last[n - start] = 0x80
+        data = bytearray(start + BLOCK_SIZE)
+        data[:n] = message
+        data[n] = 0x80
         sub = _double(k1)
-    x = bytearray(BLOCK_SIZE)
-    for offset in range(0, start, BLOCK_SIZE):
-        for i in range(BLOCK_SIZE):
-            x[i] ^= message[offset + i]
-        x = ecb_encrypt_block(k, bytes(x))
-        x = bytearray(x)
     for i in range(BLOCK_SIZE):
-        x[i] ^= last[i] ^ sub[i]
-    return bytes(ecb_encrypt_block(k, bytes(x)))
+        data[start + i] ^= sub[i]
+    return bytes(cbc_encrypt(k, bytes(BLOCK_SIZE), data)[start:])
