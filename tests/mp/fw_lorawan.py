@@ -76,7 +76,10 @@ radio.configure(868100000, 7, 125, 14)
 assert bytes(chip.regs[0x06:0x09]) == b"\xd9\x06\x66", binascii.hexlify(bytes(chip.regs[0x06:0x09]))
 assert chip.regs[0x1D] == 0x72 and chip.regs[0x1E] == 0x74 and chip.regs[0x26] == 0x04  # BW125 CR4/5 explicit; SF7 CRC; AGC
 assert chip.regs[0x09] == 0xFC and chip.regs[0x39] == 0x34  # PA_BOOST 14 dBm; public sync word
-assert chip.channel() == (868099976, 7, 7, 2, 0x34, 14)  # 61 Hz register steps
+assert chip.channel() == (868099976, 7, 7, 2, 0x34)  # 61 Hz register steps
+air_header = bytearray(9)  # the air header the chip puts in front of a frame: the same plus the TX power
+chip.channel(air_header)
+assert struct.unpack(">IBBBBb", air_header) == (868099976, 7, 7, 2, 0x34, 14)
 radio.configure(869525000, 12, 125, 14)
 assert chip.regs[0x26] == 0x0C  # SF12/125: low data rate optimisation
 radio.transmit(frame, 100)
@@ -96,7 +99,8 @@ print("ok SX1276 driver against the simulated register file")
 radio = sx1276.SX1276(spi, nss, dio0)
 radio.configure(868300000, 9, 125, 10)
 radio.transmit(b"abc", 100)
-assert chip.transmitted == 3 and chip.channel()[5] == 10
+chip.channel(air_header)
+assert chip.transmitted == 3 and struct.unpack(">IBBBBb", air_header)[5] == 10
 chip.regs[0x42] = 0  # a bus with no chip on it reads 0
 assert "no SX1276" in raises(sx1276.RadioError, sx1276.SX1276, spi, nss)
 print("ok")
