@@ -159,11 +159,17 @@ def cmd_ota_assign(args):
                                             offered=[], failed=[], why="")
                 return dict(plan, rollouts=rollouts)
 
-        storage.change_ota_plan(change)
-        for line in rollout_once(storage):
-            print(line)
+        change_then_step(storage, change)
     finally:
         storage.close()
+
+
+def change_then_step(storage, change):
+    """Applies one change to the fleet plan, then runs the step it makes due
+    (assign and resume offer at once rather than at the next rollout run)."""
+    storage.change_ota_plan(change)
+    for line in rollout_once(storage):
+        print(line)
 
 
 def rollout_once(storage):
@@ -241,9 +247,7 @@ def cmd_ota_resume(args):
                                         max_failures=rollouts[args.group]["max_failures"] + len(rollouts[args.group]["failed"]))
             return dict(plan, rollouts=rollouts)
 
-        storage.change_ota_plan(change)
-        for line in rollout_once(storage):
-            print(line)
+        change_then_step(storage, change)
     finally:
         storage.close()
 
