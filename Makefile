@@ -69,7 +69,7 @@ $(ORACLE): tools/oracle/package.json tools/oracle/package-lock.json | system-dep
 oracle: $(ORACLE)
 
 test: $(STAMP) system-deps $(NPM_STAMP) $(ORACLE)
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 lint: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_board_api_check.py

@@ -12,7 +12,12 @@ Every supported configuration (bench.firmware.CONFIGS: each sensor
 combination, and SMS) runs here with its modules in ROMFS, for a few hundred
 readings each, to keep the suite fast: the 10,000-reading runs of each, both
 ways (ROMFS and /lib), are `make bench`'s. A steady cycle retains nothing new
-(the high-water after 300 readings is the one after 10,000: bench)."""
+(the high-water after 300 readings is the one after 10,000: bench).
+
+No check here depends on timing: a reading whose ack comes later than the
+board's 2.1 s of retries (a loaded machine starves the acker thread) is in
+the flash queue at the end, not lost, so "all acked" reads "acked + queued ==
+readings" (`accounted_for`)."""
 import subprocess
 
 import pytest
@@ -29,6 +34,13 @@ def acker():
     return Acker(KEY)
 
 
+def accounted_for(stats, readings):
+    """Every reading taken was acked or is still in the flash queue (its
+    ack came after the last retry): none lost, none dropped or refused."""
+    return (stats["readings"] == readings and stats["acked"] > 0 and stats["acked"] + stats["queue"] == readings
+            and stats["dropped"] == stats["rejected"] == 0)
+
+
 def run(heap, acker):
     code, stats, lines = run_board(heap, READINGS, acker, KEY)
     memory_errors = [line for line in lines if "MemoryError" in line]
@@ -40,7 +52,7 @@ def check(heap, acker):
     tail = "\n".join(lines[-15:])
     assert not memory_errors, "MemoryError under -X heapsize=%s:\n%s" % (heap, tail)
     assert code == 0 and stats, "board exit %s under %s:\n%s" % (code, heap, tail)
-    assert stats["readings"] == READINGS and stats["acked"] == READINGS and stats["errors"] == 0, stats
+    assert accounted_for(stats, READINGS) and stats["errors"] == 0, stats
     # the figures the bench reports are there and plausible
     assert 0 < stats["heap_live"] <= stats["heap_high"] < 1024 * int(heap.rstrip("k")), stats
     return stats
@@ -56,7 +68,7 @@ def test_every_configuration_runs_in_48k_from_romfs(config, acker):
     code, stats, lines = run_board(unix_board.TARGET_HEAP, readings, acker, KEY, progress=False, config=config, rom=True)
     tail = "\n".join(lines[-15:])
     assert not [line for line in lines if "MemoryError" in line], tail
-    assert code == 0 and stats and stats["readings"] == stats["acked"] == readings and stats["errors"] == 0, tail
+    assert code == 0 and stats and accounted_for(stats, readings) and stats["errors"] == 0, tail
     assert stats["sensor_errors"] == 0 and 0 < stats["heap_high"] < 48 * 1024, stats
 
 
@@ -65,7 +77,7 @@ def test_boards_without_romfs_run_these_in_48k_from_lib(config, acker):
     """esp01 (1 MB, no ROMFS image): modules in /lib. What does not fit there
     yet is in make bench's output and docs/firmware.md."""
     code, stats, lines = run_board(unix_board.TARGET_HEAP, 300, acker, KEY, progress=False, config=config)
-    assert code == 0 and stats["readings"] == stats["acked"] == 300 and stats["errors"] == 0, "\n".join(lines[-15:])
+    assert code == 0 and accounted_for(stats, 300) and stats["errors"] == 0, "\n".join(lines[-15:])
 
 
 def test_an_unknown_sensor_type_is_one_config_line_at_48k(tmp_path):
@@ -88,7 +100,7 @@ def test_commands_are_handled_in_48k():
     tail = "\n".join(lines[-15:])
     assert not [line for line in lines if "MemoryError" in line], tail
     assert code == 0 and stats["commands"] == 2 and stats["commands_refused"] == 0 and stats["errors"] == 0, tail
-    assert stats["readings"] == stats["acked"] == READINGS, stats
+    assert accounted_for(stats, READINGS), stats
 
 
 def test_the_simulated_board_runs_at_the_target_heap():

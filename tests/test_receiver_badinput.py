@@ -77,16 +77,18 @@ def test_udp_replay_of_a_packet_older_than_the_window(setup):
     assert (s["stored"], s["duplicates"], s["rejected_by_reason"]) == (2, 1, {"too_old": 1})
 
 
-@pytest.mark.parametrize(
-    "name, body, content_type, status, reason",
-    [
-        ("wrong content type", b"hello", "text/plain", 415, "bad_content_type"),
-        ("json", b'{"seq": 1}', "application/json", 415, "bad_content_type"),
-        ("empty", b"", "application/octet-stream", 400, "truncated"),
-        ("oversize", os.urandom(100_000), "application/octet-stream", 413, "oversize"),
-        ("random", bytes([1]) + os.urandom(70), "application/octet-stream", 400, "bad_length"),
-    ],
-)
+BAD_BODIES = [
+    ("wrong content type", b"hello", "text/plain", 415, "bad_content_type"),
+    ("json", b'{"seq": 1}', "application/json", 415, "bad_content_type"),
+    ("empty", b"", "application/octet-stream", 400, "truncated"),
+    ("oversize", os.urandom(100_000), "application/octet-stream", 413, "oversize"),
+    ("random", bytes([1]) + os.urandom(70), "application/octet-stream", 400, "bad_length"),
+]
+
+
+# ids by name: the random bodies differ per process, and the test workers
+# (pytest-xdist) must collect the same test names
+@pytest.mark.parametrize("name, body, content_type, status, reason", BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
 def test_http_bad_bodies(setup, name, body, content_type, status, reason):
     receiver, _ = setup
     got, text, _ = receiver.post(body, content_type)
