@@ -13,7 +13,9 @@
 #  4. release.txt: format, "board" = config "ota.board": wrong_board; version = offered
 #  5. each /lib file into /ota/staging/lib/... (HTTP Range: a drop or a power cut
 #     resumes where the file ends), then its size and sha256: bad_hash (one
-#     refetch from byte 0 first)
+#     refetch from byte 0 first). On a ROMFS board (_rom_units) only the
+#     modules whose bytes differ from the image's signed "rom" hash; the
+#     others run from /rom (/ota/staging/rom-delta.txt says so)
 #  6. all good: /ota/state.txt says "swap in" (one atomic write), reset; the
 #     first stage renames the folders before anything loads.
 # Until step 6 nothing the boot reads has changed: a power cut at any byte
@@ -187,6 +189,69 @@ def _made_progress():
         _attempts(digest, 1)
 
 
+def _unit(x):
+    # what a path under /lib or /rom imports as: "/mpseal/packet.mpy" ->
+    # "mpseal" (a package is found whole in one sys.path entry), "/app.mpy" -> "app"
+    return x[1:].split("/")[0].split(".")[0]
+
+
+def _walk(folder, seen):
+    # seen[unit] += 1 for each file under folder (/rom)
+    for x in os.ilistdir(folder):
+        name = folder + "/" + x[0]
+        if x[1] & 0x4000:
+            _walk(name, seen)
+        else:
+            name = _unit(name[4:])
+            seen[name] = seen.get(name, 0) + 1
+
+
+def _rom_units(manifest):
+    """A ROMFS board (docs/ota.md "ROMFS boards"): the units (top-level
+    modules and packages) of the release that must come from /lib; every
+    other one runs from /rom, where each of its files has the sha256 that
+    the signed "rom" line after its "file" line names (hashed here, in
+    chunks; updates never write the ROMFS partition). None: the whole
+    release goes to /lib (no /rom; a first stage that cannot run a delta;
+    the image holds a module the release does not: /rom must go)."""
+    if not hasattr(ota_versions, "path"):
+        return None
+    try:
+        os.stat("/rom")
+    except OSError:
+        return None
+    lib = []
+    rom = {}  # unit -> files of it in /rom with the signed bytes
+    name = None  # the /lib file of the line before
+    for parts in _lines(manifest):
+        if name and parts[:1] == ["rom"] and len(parts) == 3:
+            x = "/rom" + name
+            try:
+                same = os.stat(x)[6] == int(parts[2]) and sha256_of(x) == binascii.unhexlify(parts[1])
+            except OSError:  # not in the image
+                same = False
+            x = _unit(name)
+            if same:
+                rom[x] = rom.get(x, 0) + 1
+            else:
+                lib.append(x)
+        elif name:
+            lib.append(_unit(name))  # no /rom alternative signed
+        name = parts[3][4:] if len(parts) == 4 and parts[0] == "file" and parts[3].startswith("/lib/") else None
+    if name:
+        lib.append(_unit(name))
+    seen = {}
+    _walk("/rom", seen)
+    for x in seen:
+        if x in lib:
+            continue  # its /lib copy shadows all of it
+        if x not in rom:
+            return None  # a module this release does not have would stay importable
+        if rom[x] != seen[x]:
+            lib.append(x)  # a package the release has fewer files of: whole from /lib
+    return lib
+
+
 def _stage(cfg, offer):
     version, digest, url = offer
     folder = "/ota/staging"
@@ -215,9 +280,12 @@ def _stage(cfg, offer):
         raise Refused("wrong_board")
     if header.get("version") != str(version):
         raise Refused("manifest_mismatch")
+    units = _rom_units(manifest)
     for parts in _lines(manifest):
         if len(parts) != 4 or parts[0] != "file" or not parts[3].startswith("/lib/"):
             continue  # /boot.py, /main.py: the first stage, never updated (docs/ota.md)
+        if units is not None and _unit(parts[3][4:]) not in units:
+            continue  # runs from /rom, whose bytes are the signed ones
         want = binascii.unhexlify(parts[1])
         size = int(parts[2])
         path = folder + parts[3][4:]  # /lib/app.mpy -> /ota/staging/app.mpy: the folder becomes /lib
@@ -235,6 +303,13 @@ def _stage(cfg, offer):
             os.remove(path)  # wrong bytes: once more from the start, then refuse
         else:
             raise Refused("bad_hash")
+    # In the folder, so the switch swaps it in (and a rollback out) with the
+    # modules it describes: the first stage then puts /rom after /lib.
+    if units is None:
+        ota_versions.remove(folder + "/rom-delta.txt")
+    else:
+        ota_versions.write_atomic(folder + "/rom-delta.txt", " ".join(units) + "\n")
+        print("ota: from /lib: %s; the rest runs from /rom" % (" ".join(units) or "nothing"))
 
 
 def run(cfg):

@@ -130,15 +130,30 @@ def boot():
     2 (an offer waits) | 1 (on trial)."""
     x = update()
     # A ROMFS board (docs/ota.md "ROMFS boards"): /rom comes first on
-    # sys.path, and an update is a /lib. Once /lib holds one, the whole app
-    # runs from it, never a mix of /rom and /lib modules; rolled back to the
+    # sys.path, and an update is a /lib. A /lib the agent fetched as a delta
+    # over the image (/lib/rom-delta.txt, swapped in with its folder) holds
+    # the modules that differ from the image's, and runs before /rom, whose
+    # other modules the agent checked are the release's bytes; any other
+    # updated /lib (app.mpy) is whole and /rom goes. Rolled back to the
     # factory version, /lib is empty again and /rom runs.
-    if _get("/lib/app.mpy"):
-        import sys
-
-        if "/rom" in sys.path:
-            sys.path.remove("/rom")
+    if _get("/lib/rom-delta.txt"):
+        path(True)
+    elif _get("/lib/app.mpy"):
+        path(False)
     return x
+
+
+def path(x):
+    """sys.path for this boot's /lib on a ROMFS board: x True (a delta over
+    the image) puts the /rom entries after /lib, False takes them off. Its
+    name (one MicroPython has built in) is also how the agent knows this
+    first stage runs a delta (an older one would put /rom first: a mix)."""
+    import sys
+
+    for a in [a for a in sys.path if a[:4] == "/rom"]:
+        sys.path.remove(a)
+        if x:
+            sys.path.append(a)
 
 
 def update():

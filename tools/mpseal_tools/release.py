@@ -14,6 +14,12 @@ read it a line at a time later (firmware/ota_manifest.py):
     version <integer, 1..2**31-1: the anti-rollback counter compares these>
     name <human version string>
     file <sha256 hex> <size> <path on the board>      (one line per file)
+    rom <sha256 hex> <size>     (ROMFS builds, right after a /lib file's line:
+                                the same module compiled with its /rom name, as
+                                the board's ROMFS image holds it; a board whose
+                                /rom file has exactly these bytes runs it from
+                                there instead of fetching it: docs/ota.md
+                                "ROMFS boards". Older agents skip the line.)
 
 The release key is made once and kept offline (a file, mode 0600, never in
 the receiver's database, never on a command line). Boards list the public
@@ -110,8 +116,10 @@ def load_key(path=None):
         raise ReleaseError("cannot read release key %s (%s): wrong file, or set %s" % (path, exc, PASSPHRASE_ENV))
 
 
-def manifest_text(board, version, name, files):
-    """release.txt's bytes. files: [{"path", "size", "sha256"}] (a build manifest's)."""
+def manifest_text(board, version, name, files, rom=None):
+    """release.txt's bytes. files: [{"path", "size", "sha256"}] (a build
+    manifest's); rom: {/lib path: {"size", "sha256"}} of the /rom compiles
+    (the build manifest's romfs "files"), each signed right after its file."""
     if not _NAME.match(board or ""):
         raise ReleaseError("board name %r: letters, digits, . _ + - only" % board)
     if not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
@@ -128,6 +136,11 @@ def manifest_text(board, version, name, files):
         if not re.match(r"^[0-9a-f]{64}$", f["sha256"]):
             raise ReleaseError("build manifest: bad sha256 for %s" % path)
         lines.append("file %s %d %s" % (f["sha256"], int(f["size"]), path))
+        alt = (rom or {}).get(path)
+        if alt is not None:
+            if not path.startswith("/lib/") or not re.match(r"^[0-9a-f]{64}$", alt["sha256"]):
+                raise ReleaseError("build manifest: bad romfs entry for %s" % path)
+            lines.append("rom %s %d" % (alt["sha256"], int(alt["size"])))
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -154,7 +167,8 @@ def make_release(build_dir, manifest, version, name, releases, key_file=None, bo
     in a staging folder and renamed: a failure leaves nothing half-made).
     Returns (release folder, sha256 hex of release.txt)."""
     board = board or manifest["board"]
-    text = manifest_text(board, version, name, manifest["files"])
+    rom = manifest.get("romfs")
+    text = manifest_text(board, version, name, manifest["files"], rom and rom.get("files"))
     existing = released_versions(releases, board)
     if existing and version <= existing[-1]:
         raise ReleaseError("version %d is not above the latest release for %s (%d): versions only grow "
@@ -168,6 +182,15 @@ def make_release(build_dir, manifest, version, name, releases, key_file=None, bo
         except FileNotFoundError:
             raise ReleaseError("%s is in the build manifest but missing: run 'mpseal build' again" % local)
         if digest != f["sha256"]:
+            raise ReleaseError("%s changed since the build (sha256 differs): run 'mpseal build' again" % local)
+    if rom:  # the /rom hashes signed below were taken from this image's files at build time
+        local = os.path.join(build_dir, rom["path"])
+        try:
+            with open(local, "rb") as fh:
+                digest = hashlib.sha256(fh.read()).hexdigest()
+        except FileNotFoundError:
+            raise ReleaseError("%s is in the build manifest but missing: run 'mpseal build' again" % local)
+        if digest != rom["sha256"]:
             raise ReleaseError("%s changed since the build (sha256 differs): run 'mpseal build' again" % local)
     parent = os.path.join(releases, board)
     os.makedirs(parent, exist_ok=True)

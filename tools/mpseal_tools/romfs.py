@@ -193,23 +193,29 @@ def build_image(items, out_dir, compile_one):
     ([(source, board path)], the build plan), each compiled again by
     compile_one(source, target file, name in tracebacks) with its /rom name,
     and returns the manifest entry: {"path", "size", "sha256", "covers": the
-    /lib paths the image replaces}."""
+    /lib paths the image replaces, "files": {/lib path: {"size", "sha256"} of
+    its /rom compile}}. The /rom compile differs from the /lib one only in the
+    source name (its __file__); `mpseal release` signs both hashes, so an OTA
+    update can run a module unchanged from the image (docs/ota.md "ROMFS boards")."""
     import hashlib
     import tempfile
 
-    covers, files = [], {}
+    covers, files, hashes = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for index, (source, target) in enumerate(items):
             if target.startswith("/lib/") and target.endswith(".mpy"):
                 local = os.path.join(tmp, "%d.mpy" % index)
                 compile_one(source, local, source_name(target))
                 with open(local, "rb") as f:
-                    files[image_path(target)] = f.read()
+                    data = f.read()
+                files[image_path(target)] = data
+                hashes[target] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                 covers.append(target)
     image = make_image(files)
     with open(os.path.join(out_dir, IMAGE), "wb") as f:
         f.write(image)
-    return {"path": IMAGE, "size": len(image), "sha256": hashlib.sha256(image).hexdigest(), "covers": covers}
+    return {"path": IMAGE, "size": len(image), "sha256": hashlib.sha256(image).hexdigest(), "covers": covers,
+            "files": hashes}
 
 
 # MicroPython before 1.23 has no vfs module, before 1.25 no rom_ioctl.

@@ -43,14 +43,44 @@ def read_counts(flash):
     return {k: int(v) for k, v in (item.split(":") for item in text.split())}
 
 
-def release_files(folder):
-    """{board path: sha256 hex} of a release folder's release.txt."""
+def release_files(folder, rom=False):
+    """{board path: sha256 hex} of a release folder's release.txt; rom=True:
+    {/lib path: sha256 hex of its /rom compile} (the signed "rom" lines)."""
     files = {}
+    path = None
     for line in (Path(folder) / "release.txt").read_text().splitlines():
         parts = line.split(" ")
         if parts[0] == "file":
-            files[parts[3]] = parts[1]
+            path = parts[3]
+            if not rom:
+                files[path] = parts[1]
+        elif parts[0] == "rom" and rom:
+            files[path] = parts[1]
     return files
+
+
+_IMAGE_FILES = (
+    "import vfs, os, hashlib, binascii\n"
+    "f = open(%r, 'rb'); b = f.read(); f.close()\n"
+    "vfs.mount(vfs.VfsRom(b), '/rom')\n"
+    "def walk(d):\n"
+    " for e in os.ilistdir(d):\n"
+    "  p = d + '/' + e[0]\n"
+    "  if e[1] & 0x4000: walk(p)\n"
+    "  else:\n"
+    "   with open(p, 'rb') as g: print(p, binascii.hexlify(hashlib.sha256(g.read()).digest()).decode())\n"
+    "walk('/rom')\n"
+)
+
+
+def image_files(image):
+    """{/rom path: sha256 hex} of a ROMFS image file, as the unix port's
+    VfsRom mounts it (the board's own reader, not a second parser)."""
+    import subprocess
+
+    out = subprocess.run([unix_board.micropython_path(), "-c", _IMAGE_FILES % str(image)],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return dict(line.split() for line in out.splitlines())
 
 
 class OtaRig:
@@ -160,17 +190,55 @@ class OtaRig:
         self.receiver.stop()
 
 
+DELTA = "rom-delta.txt"  # in /lib: fetched as a delta over the ROMFS image (firmware/ota_updater.py)
+
+
 def lib_is_complete(flash, releases):
-    """/lib is one whole release: the one /ota/state.txt names as running
-    (the trial version in phase 2), byte for byte, and nothing else (but the
-    signed release.txt / release.sig it came with)."""
+    """The board runs one whole release: the one /ota/state.txt names as
+    running (the trial version in phase 2), byte for byte, and nothing else,
+    resolved as MicroPython's importer finds modules:
+    - a /lib with DELTA (ROMFS boards): /lib first, then /rom: each unit
+      (top-level module or package) of /lib is the release's, whole; every
+      other one is in the image with the bytes the release's "rom" lines
+      sign, and the image has nothing else (a module the release lacks);
+    - any other /lib with files: exactly the release's /lib (/rom, if any, is
+      off sys.path);
+    - an empty /lib on a ROMFS board: the image is the release's (rom lines).
+    (/lib may also hold the signed release.txt / release.sig it came with.)"""
     state = read_state(flash)
     version = int(state[2] if state[0] == "2" else state[1])
-    want = {p: d for p, d in release_files(Path(releases) / BOARD / str(version)).items() if p.startswith("/lib/")}
+    folder = Path(releases) / BOARD / str(version)
+    want = {p: d for p, d in release_files(folder).items() if p.startswith("/lib/")}
     lib = Path(flash) / "lib"
     have = {"/" + str(p.relative_to(flash)): hashlib.sha256(p.read_bytes()).hexdigest() for p in lib.rglob("*")
-            if p.is_file() and p.name not in ("release.txt", "release.sig")}
-    return have == want
+            if p.is_file() and p.name not in ("release.txt", "release.sig", DELTA)}
+    image = unix_board.romfs_image(flash)
+    if not (lib / DELTA).exists() and (have or not image.exists()):
+        return have == want
+    rom = {"/lib" + p[4:]: d for p, d in image_files(image).items()}  # as the /lib path it stands for
+    signed = release_files(folder, rom=True)
+
+    def unit(path):
+        return path[5:].split("/")[0].split(".")[0]
+
+    from_lib = {unit(p) for p in have}
+    if not set(have) <= set(want) or any(have[p] != want[p] for p in have):
+        return False
+    for p in want:
+        if unit(p) in from_lib:
+            if p not in have:
+                return False
+        elif p not in rom or rom[p] != signed.get(p):
+            return False
+    return all(unit(p) in from_lib or p in want for p in rom)
+
+
+def lib_units(flash):
+    """The units a delta /lib holds (its DELTA file), or None."""
+    try:
+        return (Path(flash) / "lib" / DELTA).read_text().split()
+    except FileNotFoundError:
+        return None
 
 
 def numbers(board, word):
