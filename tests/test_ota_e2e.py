@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from mpseal_tools.sim.ota_rig import TRIAL_BOOTS, OtaRig, numbers, read_counts, read_state, lib_is_complete
+from mpseal_tools.sim.ota_rig import TRIAL_BOOTS, OtaRig, lib_is_complete, lib_units, numbers, read_counts, read_state
 
 pytestmark = pytest.mark.slow
 
@@ -283,3 +283,101 @@ def test_a_romfs_board_updates_into_lib_runs_it_whole_and_rolls_back_to_its_rom(
     sealed = numbers(board, "sealed")
     assert sealed == sorted(set(sealed))
     assert rig.receiver.device("dev")["rejected"] == 0
+
+
+DHT22 = [{"type": "dht22", "pin": 4}]  # from /lib a MemoryError at boot at 48k; from ROMFS it fits (docs/firmware.md)
+
+
+def dht_release(number):
+    """Changes two modules: app.py (says where it and two unchanged modules
+    were imported from) and sensor_dht.py (says where it runs from)."""
+    def change(src):
+        with open(src / "firmware" / "app.py", "a") as f:
+            f.write('\nprint("app release %d: %%s, lazy %%s, mpseal %%s" %% (__file__, lazy.__file__, mpseal.__file__))\n'
+                    % number)
+        path = src / "firmware" / "sensor_dht.py"
+        text = path.read_text()
+        assert "    def __init__(self, spec):\n" in text
+        path.write_text(text.replace("    def __init__(self, spec):\n", "    def __init__(self, spec):\n"
+                                     "        print(\"sensor_dht release %d: %%s\" %% __file__)\n" % number))
+    return change
+
+
+def both(*changes):
+    def change(src):
+        for one in changes:
+            one(src)
+    return change
+
+
+def drop_module(src):
+    (src / "firmware" / "hw_unix_ds18x20.py").unlink()  # in the image; not loaded by a DHT22 board
+
+
+def heap_high(board, after):
+    """The heap high-water (without the simulated image's block) of the
+    STATS lines printed after line `after`."""
+    import json
+
+    return max(json.loads(l[6:])["heap_high"] for l in board.lines[after:] if l.startswith("STATS ")) - board.heap_offset
+
+
+def test_a_romfs_board_that_needs_romfs_updates_as_a_delta_and_keeps_running_from_its_rom(rig):
+    """DHT22 at 48k fits only from ROMFS. Release 2 changes two modules: the
+    board fetches those two into /lib, confirms, and runs every other
+    module from the image. Release 3 (a delta too) crashes at import and is
+    rolled back to release 2 exactly. Release 4 drops a module the image
+    has, so it must come whole from /lib (the old way): it runs out of heap
+    on trial and is rolled back to release 2."""
+    rig.release(2, "dht2", dht_release(2))
+    rig.release(3, "dht3", both(dht_release(3), broken_at_import))
+    rig.release(4, "dht4", both(dht_release(4), drop_module))
+    rig.start()
+    board = rig.board(rom=True, sensors=DHT22).start()
+    board.wait_for(lambda b: len(numbers(b, "acked")) >= 3 and b.stats, timeout=30)
+    heap_v1 = heap_high(board, 0)
+    rig.offer(2)
+    board.wait_for(lambda b: "ota: v2 confirmed" in b.lines, timeout=60)
+    assert "ota: from /lib: app sensor_dht; the rest runs from /rom" in board.lines
+    assert lib_units(board.flash) == ["app", "sensor_dht"]
+    assert sorted(p.name for p in (board.flash / "lib").iterdir()) == ["app.mpy", "release.sig", "release.txt",
+                                                                       "rom-delta.txt", "sensor_dht.mpy"]
+    assert "app release 2: /lib/app.mpy, lazy /rom/lazy.mpy, mpseal /rom/mpseal/__init__.mpy" in board.lines
+    assert "sensor_dht release 2: /lib/sensor_dht.mpy" in board.lines
+    board.power_cut()  # the next boot records the confirmation
+    board.wait_for(lambda b: b.lines.count("ota: v2 confirmed") >= 2, timeout=30)
+    after = len(board.lines)
+    board.wait_for(lambda b: len([l for l in b.lines[after:] if l.startswith("acked ")]) >= 3
+                   and any(l.startswith("STATS ") for l in b.lines[after:]), timeout=30)
+    heap_v2 = heap_high(board, after)
+    assert read_state(board.flash) == ["0", "2", "0", "0", "0", "2"]
+    assert lib_is_complete(board.flash, rig.releases)
+
+    rig.offer(3)  # a delta over the image as well, which cannot start
+    board.wait_for(lambda b: "ota: v3 not confirmed after %d boots: rolled back to v2" % TRIAL_BOOTS in b.lines, timeout=120)
+    back = board.lines.index("ota: v3 not confirmed after %d boots: rolled back to v2" % TRIAL_BOOTS)
+    after = len(board.lines)
+    board.wait_for(lambda b: len([l for l in b.lines[after:] if l.startswith("acked ")]) >= 2, timeout=60)
+    assert "app release 2: /lib/app.mpy, lazy /rom/lazy.mpy, mpseal /rom/mpseal/__init__.mpy" in board.lines[back:]
+    assert read_state(board.flash) == ["0", "2", "0", "0", "0", "2"] and lib_units(board.flash) == ["app", "sensor_dht"]
+    assert lib_is_complete(board.flash, rig.releases)
+
+    rig.offer(4)  # whole into /lib: the image's hw_unix_ds18x20 must not stay importable
+    board.wait_for(lambda b: "ota: v4 not confirmed after %d boots: rolled back to v2" % TRIAL_BOOTS in b.lines, timeout=120)
+    back = board.lines.index("ota: v4 not confirmed after %d boots: rolled back to v2" % TRIAL_BOOTS)
+    trial = board.lines[board.lines.index("ota: v4 on trial, boot 1 of %d" % TRIAL_BOOTS):]
+    assert any("MemoryError" in l for l in trial), "release 4 from /lib was expected not to fit 48k"
+    after = len(board.lines)
+    board.wait_for(lambda b: len([l for l in b.lines[after:] if l.startswith("acked ")]) >= 2, timeout=60)
+    board.stop()
+    assert "app release 2: /lib/app.mpy, lazy /rom/lazy.mpy, mpseal /rom/mpseal/__init__.mpy" in board.lines[back:]
+    assert read_state(board.flash) == ["0", "2", "0", "0", "0", "2"] and lib_units(board.flash) == ["app", "sensor_dht"]
+    assert lib_is_complete(board.flash, rig.releases)
+    assert read_counts(board.flash) == {"staged": 3, "confirmed_trials": 1, "rolled_back": 2}
+    assert not any("MemoryError" in l for l in board.lines[:board.lines.index("ota: v4 on trial, boot 1 of %d" % TRIAL_BOOTS)])
+    sealed = numbers(board, "sealed")
+    assert sealed == sorted(set(sealed))
+    assert rig.receiver.device("dev")["rejected"] == 0
+    print("heap high-water at 48k, DHT22: v1 (image) %d bytes, v2 (delta: 2 modules from /lib) %d bytes"
+          % (heap_v1, heap_v2))
+    assert heap_v2 < 48 * 1024
