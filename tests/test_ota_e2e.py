@@ -148,7 +148,7 @@ def test_a_release_that_cannot_send_rolls_back_by_itself(rig, change):
 
 POWER_CUTS = 20  # inside an update: offer pending, fetching, staged, swapping or on trial
 MAX_CUTS = 80
-LAST_RELEASE = 16  # releases 2.. offered in turn (signed copies of one build: cheap)
+LAST_RELEASE = 40  # releases 2.. offered in turn (signed copies of one build: cheap); a delta often completes uncut
 
 
 def in_update(flash):
@@ -165,20 +165,26 @@ def staged_files(flash):
         return 0
 
 
-def test_power_cuts_during_download_and_switch_always_boot_a_whole_version(rig):
+@pytest.mark.parametrize("rom", [False, True], ids=["lib", "romfs-delta"])
+def test_power_cuts_during_download_and_switch_always_boot_a_whole_version(rig, rom):
     """Each cut falls at a random file of the download (each boot resumes
     where the last one was cut), or, when chosen, at the swap or trial;
     a download that completes uncut is left to confirm, and then the next
     version is offered, until POWER_CUTS cuts fell inside an update. After
     every cut the next boot runs one whole release. The cut points are read
     from the flash, never raced against the board's speed: a trial is cut
-    only when chosen, else it confirms however slow the machine is."""
+    only when chosen, else it confirms however slow the machine is.
+    romfs-delta: a ROMFS board, each release a delta over the image (app.mpy
+    into /lib, the rest from /rom): the download is release.txt,
+    release.sig, app.mpy and /lib/rom-delta.txt, cut between any two, or at
+    the swap; the image itself is never written."""
     import time
 
     for version in range(2, LAST_RELEASE + 1):
         rig.release(version, "v2", mark_release(2))
     rig.start()
-    board = rig.board().start()
+    board = rig.board(rom=rom).start()
+    spread = 3 if rom else 12  # files further into the download at which to cut
     board.wait_for(lambda b: len(numbers(b, "acked")) >= 2, timeout=30)
     rnd = random.Random(17)  # the same choices every run (what they hit still varies a little)
     offered = 2
@@ -196,17 +202,17 @@ def test_power_cuts_during_download_and_switch_always_boot_a_whole_version(rig):
 
     while len(inside) < POWER_CUTS and cuts < MAX_CUTS:
         # The cut point, chosen on the flash (the board's console reaches us
-        # late, through a pipe): once 1-12 more files of /ota/staging exist
+        # late, through a pipe): once 1-`spread` more files of /ota/staging exist
         # than at the last cut (so every boot makes progress: a boot cut
         # before its first byte counts as a failed attempt, and 5 of those
         # refuse the offer), or at the swap / on trial when `at_switch` says so.
-        target = staged_files(board.flash) + rnd.randint(1, 12)
+        target = staged_files(board.flash) + rnd.randint(1, spread)
         at_switch = rnd.random() < 0.5
         cut = True  # also when nothing happened within the deadline
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             state = read_state(board.flash)
-            if state is not None and state[0] != "0" and not confirmed(board):
+            if state is not None and state[0] != "0":  # swapping, on trial (or confirmed, not yet recorded)
                 cut = at_switch
                 break
             if in_update(board.flash) and staged_files(board.flash) >= target:
@@ -249,13 +255,16 @@ def test_power_cuts_during_download_and_switch_always_boot_a_whole_version(rig):
     sealed = numbers(board, "sealed")
     assert sealed == sorted(set(sealed)), "a sequence number was reused"
     assert rig.receiver.device("dev")["rejected"] == 0
+    if rom:
+        assert lib_units(board.flash) == ["app"]
 
 
-def test_a_romfs_board_updates_into_lib_runs_it_whole_and_rolls_back_to_its_rom(rig):
+def test_a_romfs_board_updates_as_a_delta_over_its_rom_and_rolls_back_to_its_rom(rig):
     """A wemos as deployed (modules in the ROMFS image, no /lib): a broken
-    release 2 is rolled back to the image's version (/lib emptied, /rom runs
-    again), then release 3 runs whole from /lib (/rom taken off sys.path),
-    at 48k."""
+    release 2 (app.py changed: only app.mpy is fetched into /lib) is rolled
+    back to the image's version (/lib emptied, /rom runs again), then
+    release 3 runs its app.mpy from /lib and every other module from /rom
+    (/lib before /rom on sys.path), at 48k."""
     rig.release(2, "broken", broken_at_import)
     rig.release(3, "v3", mark_release(3))
     rig.start()
@@ -270,6 +279,7 @@ def test_a_romfs_board_updates_into_lib_runs_it_whole_and_rolls_back_to_its_rom(
     rig.offer(3)
     board.wait_for(lambda b: "ota: v3 confirmed" in b.lines, timeout=60)
     assert "app release 3" in board.lines  # release 3's app.mpy from /lib, not the image's
+    assert lib_units(board.flash) == ["app"] and [p.name for p in (board.flash / "lib").rglob("*.mpy")] == ["app.mpy"]
     board.power_cut()
     board.wait_for(lambda b: b.lines.count("ota: v3 confirmed") >= 2, timeout=30)
     after = len(board.lines)

@@ -5,7 +5,10 @@
     an 80 MHz ESP8266 than on this x86; an estimate, not measured on a chip);
   - one full update v1 -> v2 of the real firmware on a simulated board at the
     48k target heap, over loopback from `mpseal receive --releases`: the
-    agent's heap high-water, the update time, bytes fetched.
+    agent's heap high-water, the update time, bytes fetched;
+  - a delta update of a ROMFS board (DHT22: fits 48k only from ROMFS) that
+    changes one module: files fetched, the agent's and the app's heap
+    high-water (without the simulated image's block), before and after.
 Each part runs well under a minute."""
 import argparse
 import os
@@ -116,6 +119,50 @@ def update_figures():
             rig.close()
 
 
+def delta_figures():
+    """A ROMFS board with a DHT22 (from /lib: MemoryError at boot at 48k,
+    docs/firmware.md) updated v1 -> v2, v2 changing app.py only: {"files",
+    "bytes", "agent_high", "app_high_v1", "app_high_v2", "board_heap"}."""
+    import json
+
+    from mpseal_tools.sim.ota_rig import OtaRig, lib_units
+
+    def high(board, after):
+        return max(json.loads(line[6:])["heap_high"] for line in board.lines[after:]
+                   if line.startswith("STATS ")) - board.heap_offset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rig = OtaRig(tmp)
+        try:
+            rig.release(1)
+
+            def mark(src):
+                with open(src / "firmware" / "app.py", "a") as f:
+                    f.write('\nprint("app release 2")\n')
+
+            rig.release(2, "v2", mark)
+            rig.start()
+            board = rig.board(rom=True, sensors=[{"type": "dht22", "pin": 4}]).start()
+            board.wait_for(lambda b: len([l for l in b.lines if l.startswith("acked ")]) >= 3 and b.stats, timeout=60)
+            app_v1 = high(board, 0)
+            rig.offer(2)
+            board.wait_for(lambda b: "ota: v2 confirmed" in b.lines, timeout=120)
+            board.power_cut()  # a boot of the confirmed version
+            board.wait_for(lambda b: b.lines.count("ota: v2 confirmed") >= 2, timeout=60)
+            after = len(board.lines)
+            board.wait_for(lambda b: len([l for l in b.lines[after:] if l.startswith("acked ")]) >= 3
+                           and any(l.startswith("STATS ") for l in b.lines[after:]), timeout=60)
+            board.stop()
+            words = [line for line in board.lines if " staged in " in line][0].split()
+            lib = [p for p in (board.flash / "lib").rglob("*.mpy")]
+            assert lib_units(board.flash) == ["app"], lib_units(board.flash)
+            return {"files": len(lib), "bytes": sum(p.stat().st_size for p in lib),
+                    "agent_high": int(words[words.index("high-water") + 1]) - board.heap_offset,
+                    "app_high_v1": app_v1, "app_high_v2": high(board, after), "board_heap": unix_board.TARGET_HEAP}
+        finally:
+            rig.close()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m mpseal_tools.bench.ota", description=__doc__.split("\n")[0])
     parser.parse_args(argv)
@@ -132,6 +179,13 @@ def main(argv=None):
           % (figures["files"], figures["bytes"], figures["ms"]))
     print("  agent heap high-water %d bytes (gc.mem_alloc at each chunk, app not loaded)" % figures["heap_high"])
     print("  offer to confirmed (command on an ack, reboot, fetch, swap, trial reading acked) %.1f s wall" % figures["wall_s"])
+    delta = delta_figures()
+    print("OTA delta update of a ROMFS board (DHT22; from /lib a MemoryError at boot), v2 changes app.py, -X heapsize=%s:"
+          % delta["board_heap"])
+    print("  %d file, %d bytes into /lib; every other module runs from /rom (its sha256 checked against the signed rom line)"
+          % (delta["files"], delta["bytes"]))
+    print("  agent heap high-water %d bytes; app heap high-water %d bytes running v2 (v1 from the image: %d)"
+          % (delta["agent_high"], delta["app_high_v2"], delta["app_high_v1"]))
     return 0
 
 
