@@ -69,11 +69,26 @@ def test_release_is_signed_and_complete(env, built):
     lines = text.decode().splitlines()
     assert lines[:4] == ["mpseal-release 1", "board wemos", "version 3", "name 1.3.0"]
     manifest = json.loads(open(os.path.join(built, "wemos", "manifest.json")).read())
-    assert len(lines) - 4 == len(manifest["files"])
-    for line in lines[4:]:
+    files = [line for line in lines[4:] if line.startswith("file ")]
+    assert len(files) == len(manifest["files"])
+    for line in files:
         _, digest, size, path = line.split(" ")
         data = (folder / "files" / path.lstrip("/")).read_bytes()
         assert hashlib.sha256(data).hexdigest() == digest and len(data) == int(size)
+    # A ROMFS board (wemos): right after each /lib file, its /rom compile as
+    # the image holds it (docs/ota.md "ROMFS boards"), checked here with the
+    # board's own VfsRom reader
+    from mpseal_tools import romfs
+    from mpseal_tools.sim.unix_board import micropython_path
+
+    image = romfs.image_files(micropython_path(), os.path.join(built, "wemos", romfs.IMAGE))
+    roms = [(lines[i - 1], line) for i, line in enumerate(lines) if line.startswith("rom ")]
+    assert len(roms) == len([f for f in files if f.split(" ")[3].startswith("/lib/")]) == len(image)
+    for before, line in roms:
+        path = before.split(" ")[3]
+        _, digest, size = line.split(" ")
+        assert before.startswith("file ") and path.startswith("/lib/") and image["/rom" + path[4:]] == digest
+        assert digest != before.split(" ")[1]  # the same module, another source name (__file__): other bytes
     kid, sig = (folder / "release.sig").read_text().split()
     assert kid == hashlib.sha256(public[1:]).hexdigest()[:16]
     signature = bytes.fromhex(sig)
@@ -116,3 +131,25 @@ def test_build_changed_after_manifest_is_refused(env, built, tmp_path):
 def test_missing_key_says_what_to_do(env, built):
     result = _cli(env, "release", "--version", "1", "--name", "x", "--out", built, "--releases", str(env["releases"]))
     assert result.returncode != 0 and "release-key new" in result.stderr
+
+
+def test_a_build_without_romfs_gets_no_rom_lines_and_a_changed_image_is_refused(env, built, tmp_path):
+    from mpseal_tools.build import build
+    from mpseal_tools.release import ReleaseError, make_release, new_key
+
+    new_key(str(env["key"]))
+    esp01 = tmp_path / "esp01-build"
+    manifest = build("esp01", out_root=str(esp01))
+    folder, _ = make_release(str(esp01 / "esp01"), manifest, 1, "1.0.0", str(env["releases"]))
+    assert not [l for l in open(os.path.join(folder, "release.txt")) if l.startswith("rom ")]
+    wemos = json.loads(open(os.path.join(built, "wemos", "manifest.json")).read())
+    image = os.path.join(built, "wemos", "romfs.img")
+    original = open(image, "rb").read()
+    try:
+        with open(image, "ab") as f:
+            f.write(b"\0")
+        with pytest.raises(ReleaseError, match="romfs.img changed since the build"):
+            make_release(os.path.join(built, "wemos"), wemos, 9, "1.9.0", str(env["releases"]))
+    finally:
+        with open(image, "wb") as f:
+            f.write(original)

@@ -37,6 +37,9 @@ def test_build_writes_the_image_for_a_romfs_board_and_lists_what_it_covers(wemos
     assert image.startswith(romfs.HEADER) and rom["size"] == len(image)
     lib = sorted(f["path"] for f in manifest["files"] if f["path"].startswith("/lib/"))
     assert sorted(rom["covers"]) == lib and "/lib/app.mpy" in lib and "/lib/mpseal/packet.mpy" in lib
+    # each module's /rom compile, as the image holds it (signed by `mpseal release`: docs/ota.md "ROMFS boards")
+    held = romfs.image_files(MICROPYTHON, str(out / rom["path"]))
+    assert {"/rom" + p[4:]: f["sha256"] for p, f in rom["files"].items()} == held
     # boot.py and main.py stay files: MicroPython runs them by name from /
     assert {"/boot.py", "/main.py"} <= {f["path"] for f in manifest["files"]} - set(rom["covers"])
 

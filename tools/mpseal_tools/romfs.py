@@ -146,6 +146,28 @@ def firmware_heap(micropython, heapsize, image_size):
     return high, alloc - base_alloc
 
 
+_IMAGE_FILES = (
+    "import vfs, os, hashlib, binascii\n"
+    "f = open(%r, 'rb'); b = f.read(); f.close()\n"
+    "vfs.mount(vfs.VfsRom(b), '/rom')\n"
+    "def walk(d):\n"
+    " for e in os.ilistdir(d):\n"
+    "  p = d + '/' + e[0]\n"
+    "  if e[1] & 0x4000: walk(p)\n"
+    "  else:\n"
+    "   with open(p, 'rb') as g: print(p, binascii.hexlify(hashlib.sha256(g.read()).digest()).decode())\n"
+    "walk('/rom')\n"
+)
+
+
+def image_files(micropython, image):
+    """{/rom path: sha256 hex} of a ROMFS image file, as the unix port's
+    VfsRom mounts it (the board's own reader, not a second parser)."""
+    out = subprocess.run([micropython, "-c", _IMAGE_FILES % str(image)],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return dict(line.split() for line in out.splitlines())
+
+
 # --- a real board (mpremote over serial) ------------------------------------
 
 class _MpremoteState:

@@ -12,6 +12,7 @@ from mpseal_tools.build import build
 from mpseal_tools.paths import REPO_ROOT
 from mpseal_tools.receiver_proc import ReceiverProcess
 from mpseal_tools.release import make_release, new_key
+from mpseal_tools import romfs
 from mpseal_tools.sim import unix_board
 
 REPO = Path(REPO_ROOT)
@@ -57,30 +58,6 @@ def release_files(folder, rom=False):
         elif parts[0] == "rom" and rom:
             files[path] = parts[1]
     return files
-
-
-_IMAGE_FILES = (
-    "import vfs, os, hashlib, binascii\n"
-    "f = open(%r, 'rb'); b = f.read(); f.close()\n"
-    "vfs.mount(vfs.VfsRom(b), '/rom')\n"
-    "def walk(d):\n"
-    " for e in os.ilistdir(d):\n"
-    "  p = d + '/' + e[0]\n"
-    "  if e[1] & 0x4000: walk(p)\n"
-    "  else:\n"
-    "   with open(p, 'rb') as g: print(p, binascii.hexlify(hashlib.sha256(g.read()).digest()).decode())\n"
-    "walk('/rom')\n"
-)
-
-
-def image_files(image):
-    """{/rom path: sha256 hex} of a ROMFS image file, as the unix port's
-    VfsRom mounts it (the board's own reader, not a second parser)."""
-    import subprocess
-
-    out = subprocess.run([unix_board.micropython_path(), "-c", _IMAGE_FILES % str(image)],
-                         capture_output=True, text=True, timeout=30, check=True).stdout
-    return dict(line.split() for line in out.splitlines())
 
 
 class OtaRig:
@@ -215,7 +192,7 @@ def lib_is_complete(flash, releases):
     image = unix_board.romfs_image(flash)
     if not (lib / DELTA).exists() and (have or not image.exists()):
         return have == want
-    rom = {"/lib" + p[4:]: d for p, d in image_files(image).items()}  # as the /lib path it stands for
+    rom = {"/lib" + p[4:]: d for p, d in romfs.image_files(unix_board.micropython_path(), image).items()}  # as the /lib path it stands for
     signed = release_files(folder, rom=True)
 
     def unit(path):
