@@ -39,7 +39,7 @@ DEFAULT_TRIAL_BOOTS = 3
 CHUNK = 512  # bytes per socket read / flash write: the heap never holds more of a file
 TIMEOUT_S = 10
 MAX_SIG = 256
-MAX_MANIFEST = 16384  # ~130 files
+MAX_MANIFEST = 16384  # ~160 files, ~100 with a ROMFS build's rom lines
 
 
 class Refused(Exception):
