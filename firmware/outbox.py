@@ -26,22 +26,14 @@ class Outbox:
             except ValueError:
                 pass
         seqs.sort()
-        # Ascending; small ints, so cheap to keep in RAM (len() = packets
-        # queued). Entries leave by slice deletion, which keeps the list's
-        # block (pop() and remove() shrink it): a queue that drains and fills
-        # again reuses its block instead of asking a fragmented heap for a
-        # bigger one each time (a 64 -> 128 growth is 1 KB on the unix port,
-        # 512 B on the ESP8266, and failing it lost every reading after it).
-        self.seqs = seqs
+        self.seqs = seqs  # ascending; small ints, so cheap to keep in RAM (len() = packets queued)
 
     def _path(self, seq):
         return self.dir + "/%08x" % seq
 
     def push(self, seq, packet):
-        seqs = self.seqs
-        while len(seqs) >= self.limit:
-            flashfs.remove(self._path(seqs[0]))
-            del seqs[:1]
+        while len(self.seqs) >= self.limit:
+            flashfs.remove(self._path(self.seqs.pop(0)))
             self.dropped += 1
         flashfs.write_atomic(self._path(seq), packet)
         self.seqs.append(seq)
@@ -55,16 +47,11 @@ class Outbox:
                     with open(self._path(queued), "rb") as f:
                         return queued, f.read()
                 except OSError:  # removed behind our back: forget it
-                    self._forget(queued)
+                    seqs.remove(queued)
                     return self.oldest(seq)
         return None
 
     def remove(self, seq):
         flashfs.remove(self._path(seq))
-        self._forget(seq)
-
-    def _forget(self, seq):
-        seqs = self.seqs
-        if seq in seqs:
-            i = seqs.index(seq)
-            del seqs[i:i + 1]  # not remove(): keeps the block (see __init__)
+        if seq in self.seqs:
+            self.seqs.remove(seq)

@@ -15,7 +15,6 @@ sizes (heap numbers are the unix port's), Wi-Fi association and radio loss
 (loopback always works; firmware/hw_unix.py stands in for machine/network),
 brown-outs, and the deep-sleep current (a restart, not a sleep).
 """
-import atexit
 import json
 import os
 import shutil
@@ -138,42 +137,12 @@ def read_config(flash):
     return json.loads((Path(flash) / "config.json").read_text())
 
 
-# The launcher's host paths (the flash folder, RTC folder, ROMFS image) are in
-# the board's heap: in its code constants and in each VfsPosix's root. A board
-# has none of them, so each goes through a symlink of one fixed, short length
-# ("/tmp/mpbXXXXXXXX/f"): the heap a board uses is then the same wherever the
-# host keeps its files. (Under pytest-xdist the 10 more characters of
-# ".../popen-gw0/..." moved heap_live by 32 bytes, enough to tip a /lib board
-# at 48k into MemoryError.)
-_ALIASES = {}  # (flash, state) -> their short alias folder
-
-
-def _short(flash, state):
-    """alias folder with f -> flash, s -> state, r -> the ROMFS image."""
-    key = (Path(flash).resolve(), Path(state).resolve())
-    alias = _ALIASES.get(key)
-    if alias is None:
-        alias = Path(tempfile.mkdtemp(prefix="mpb", dir="/tmp" if os.path.isdir("/tmp") else None))
-        for name, real in zip("fsr", key + (romfs_image(key[0]),)):
-            (alias / name).symlink_to(real)
-        _ALIASES[key] = alias
-    return alias
-
-
-@atexit.register
-def _remove_aliases():
-    for alias in _ALIASES.values():
-        shutil.rmtree(alias, ignore_errors=True)  # symlinks only: the folders they name stay
-
-
 def command(flash, state, heapsize, after_boot=None):
     """(micropython command line that starts the board in folder `flash`,
     heap bytes its ROMFS image takes or 0). `after_boot`: code to run
     instead of main.py (measurements)."""
     flash, state = Path(flash), Path(state)
     launcher, image = LAUNCHER, romfs_image(flash)
-    alias = _short(flash, state)
-    flash, state, image_path = alias / "f", alias / "s", alias / "r"
     if after_boot is not None:
         launcher = launcher.replace("import main\n", after_boot)
     if not image.exists():
@@ -182,7 +151,7 @@ def command(flash, state, heapsize, after_boot=None):
         "sys.path[:] = ['', '.frozen', '/lib']", romfs.LAUNCHER_MOUNT + "sys.path[:] = " + romfs.SYS_PATH)
     size = image.stat().st_size
     heap, offset = romfs.firmware_heap(micropython_path(), heapsize, size)
-    return [micropython_path(), "-X", "heapsize=%d" % heap, "-c", launcher % (str(image_path), size, str(flash), str(state))], offset
+    return [micropython_path(), "-X", "heapsize=%d" % heap, "-c", launcher % (str(image), size, str(flash), str(state))], offset
 
 
 class Board:
