@@ -162,6 +162,17 @@ def released_versions(releases, board):
     return sorted(int(n) for n in os.listdir(folder) if n.isdigit())
 
 
+def _check_built(local, sha256):
+    """Refuses a file of the build that is gone or changed since `mpseal build`."""
+    try:
+        with open(local, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
+    except FileNotFoundError:
+        raise ReleaseError("%s is in the build manifest but missing: run 'mpseal build' again" % local)
+    if digest != sha256:
+        raise ReleaseError("%s changed since the build (sha256 differs): run 'mpseal build' again" % local)
+
+
 def make_release(build_dir, manifest, version, name, releases, key_file=None, board=None):
     """Turns a `mpseal build` output into <releases>/<board>/<version>/ (made
     in a staging folder and renamed: a failure leaves nothing half-made).
@@ -175,23 +186,9 @@ def make_release(build_dir, manifest, version, name, releases, key_file=None, bo
                            "(boards refuse anything at or below the version they run)" % (version, board, existing[-1]))
     private = load_key(key_file)
     for f in manifest["files"]:
-        local = os.path.join(build_dir, f["path"].lstrip("/"))
-        try:
-            with open(local, "rb") as fh:
-                digest = hashlib.sha256(fh.read()).hexdigest()
-        except FileNotFoundError:
-            raise ReleaseError("%s is in the build manifest but missing: run 'mpseal build' again" % local)
-        if digest != f["sha256"]:
-            raise ReleaseError("%s changed since the build (sha256 differs): run 'mpseal build' again" % local)
+        _check_built(os.path.join(build_dir, f["path"].lstrip("/")), f["sha256"])
     if rom:  # the /rom hashes signed below were taken from this image's files at build time
-        local = os.path.join(build_dir, rom["path"])
-        try:
-            with open(local, "rb") as fh:
-                digest = hashlib.sha256(fh.read()).hexdigest()
-        except FileNotFoundError:
-            raise ReleaseError("%s is in the build manifest but missing: run 'mpseal build' again" % local)
-        if digest != rom["sha256"]:
-            raise ReleaseError("%s changed since the build (sha256 differs): run 'mpseal build' again" % local)
+        _check_built(os.path.join(build_dir, rom["path"]), rom["sha256"])
     parent = os.path.join(releases, board)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".release-", dir=parent)

@@ -86,6 +86,12 @@ def verify_figures(n=VERIFIES):
         return us, high
 
 
+def _mark_release_2(src):
+    """Release 2's change: app.py prints which release runs."""
+    with open(src / "firmware" / "app.py", "a") as f:
+        f.write('\nprint("app release 2")\n')
+
+
 def update_figures():
     """The v1 -> v2 update of the real firmware at the target heap:
     {"ms", "heap_high", "files", "bytes", "board_heap", "wall_s"}."""
@@ -96,11 +102,7 @@ def update_figures():
         try:
             rig.release(1)
 
-            def mark(src):
-                with open(src / "firmware" / "app.py", "a") as f:
-                    f.write('\nprint("app release 2")\n')
-
-            folder = rig.release(2, "v2", mark)
+            folder = rig.release(2, "v2", _mark_release_2)
             rig.start()
             board = rig.board().start()
             board.wait_for(lambda b: any(line.startswith("acked ") for line in b.lines), timeout=60)
@@ -136,11 +138,7 @@ def delta_figures():
         try:
             rig.release(1)
 
-            def mark(src):
-                with open(src / "firmware" / "app.py", "a") as f:
-                    f.write('\nprint("app release 2")\n')
-
-            rig.release(2, "v2", mark)
+            rig.release(2, "v2", _mark_release_2)
             rig.start()
             board = rig.board(rom=True, sensors=[{"type": "dht22", "pin": 4}]).start()
             board.wait_for(lambda b: len([l for l in b.lines if l.startswith("acked ")]) >= 3 and b.stats, timeout=60)
