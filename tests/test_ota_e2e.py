@@ -6,7 +6,8 @@ import signal
 
 import pytest
 
-from mpseal_tools.sim.ota_rig import TRIAL_BOOTS, OtaRig, lib_is_complete, lib_units, numbers, read_counts, read_state
+from mpseal_tools.sim.ota_rig import (TRIAL_BOOTS, OtaRig, lib_is_complete, lib_units, never_sends, numbers, read_counts,
+                                      read_state)
 
 pytestmark = pytest.mark.slow
 
@@ -110,13 +111,6 @@ def test_bad_releases_are_refused_with_a_reason_and_version_1_keeps_running(rig,
 def broken_at_import(src):
     path = src / "firmware" / "app.py"
     path.write_text('raise ImportError("release 2 cannot start")\n' + path.read_text())
-
-
-def never_sends(src):
-    path = src / "firmware" / "transport_udp.py"
-    text = path.read_text()
-    assert "    def send(self, packet):\n" in text
-    path.write_text(text.replace("    def send(self, packet):\n", "    def send(self, packet):\n        return None  # release 2's bug\n"))
 
 
 @pytest.mark.parametrize("change", [broken_at_import, never_sends], ids=["crash-at-import", "no-ack"])

@@ -127,6 +127,12 @@ def _probe(micropython, heap, prelude):
     return int(free), int(alloc)
 
 
+def usable_heap(micropython, heapsize):
+    """Bytes gc.mem_free() + gc.mem_alloc() add up to at `-X heapsize=`
+    (less than heapsize: the GC's own tables come out of it)."""
+    return sum(_probe(micropython, _heap_bytes(heapsize), ""))
+
+
 @functools.lru_cache(maxsize=None)
 def firmware_heap(micropython, heapsize, image_size):
     """(heap in bytes for `micropython -X heapsize=`, bytes the image takes):

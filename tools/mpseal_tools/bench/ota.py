@@ -8,7 +8,10 @@
     agent's heap high-water, the update time, bytes fetched;
   - a delta update of a ROMFS board (DHT22: fits 48k only from ROMFS) that
     changes one module: files fetched, the agent's and the app's heap
-    high-water (without the simulated image's block), before and after.
+    high-water (without the simulated image's block), before and after;
+  - a /lib board (no ROMFS: the whole app's bytecode in the heap) whose
+    release 2 never sends: the rollback, then version 1 draining the
+    trial's backlog at 48k; its heap high-water and what is left of 48k.
 Each part runs well under a minute."""
 import argparse
 import os
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from mpseal_tools.build import compile_module, mpy_cross_executable
 from mpseal_tools.paths import FIRMWARE_DIR
+from mpseal_tools import romfs
 from mpseal_tools.sim import unix_board
 
 VERIFIES = 20
@@ -161,6 +165,45 @@ def delta_figures():
             rig.close()
 
 
+def rollback_figures():
+    """The /lib board of tests/test_ota_e2e.py's no-ack rollback at the target
+    heap: {"backlog", "drained", "high", "live", "heap_bytes", "memory_errors"} for
+    version 1 after the rollback (STATS lines from the rollback on)."""
+    import json
+
+    from mpseal_tools.sim.ota_rig import TRIAL_BOOTS, OtaRig, never_sends, numbers
+
+    rolled = "ota: v2 not confirmed after %d boots: rolled back to v1" % TRIAL_BOOTS
+    with tempfile.TemporaryDirectory() as tmp:
+        rig = OtaRig(tmp)
+        try:
+            rig.release(1)
+            rig.release(2, "broken", never_sends)
+            rig.start()
+            board = rig.board().start()
+            board.wait_for(lambda b: len(numbers(b, "acked")) >= 2, timeout=60)
+            rig.offer(2)
+            board.wait_for(lambda b: rolled in b.lines, timeout=180)
+            after = board.lines.index(rolled)
+            before = board.lines[:after]
+            backlog = len({line.split()[1] for line in before if line.startswith("queued ")}
+                          - {line.split()[1] for line in before if line.startswith("acked ")})
+            try:
+                board.wait_for(lambda b: set(numbers(b, "queued")) <= set(numbers(b, "acked"))
+                               and len([l for l in b.lines[after:] if l.startswith("STATS ")]) >= 20, timeout=120)
+                drained = True
+            except TimeoutError:  # the figure to print, not a crash of make bench
+                drained = False
+            board.stop()
+            stats = [json.loads(line[6:]) for line in board.lines[after:] if line.startswith("STATS ")]
+            return {"backlog": backlog, "drained": drained,
+                    "high": max([s["heap_high"] for s in stats] or [0]), "live": max([s["heap_live"] for s in stats] or [0]),
+                    "heap_bytes": romfs.usable_heap(unix_board.micropython_path(), unix_board.TARGET_HEAP),
+                    "memory_errors": sum(1 for line in board.lines[after:] if line.startswith("MemoryError"))}
+        finally:
+            rig.close()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m mpseal_tools.bench.ota", description=__doc__.split("\n")[0])
     parser.parse_args(argv)
@@ -184,6 +227,13 @@ def main(argv=None):
           % (delta["files"], delta["bytes"]))
     print("  agent heap high-water %d bytes; app heap high-water %d bytes running v2 (v1 from the image: %d)"
           % (delta["agent_high"], delta["app_high_v2"], delta["app_high_v1"]))
+    back = rollback_figures()
+    print("OTA rollback on a /lib board (no ROMFS, release 2 never sends), version 1 drains the trial's backlog, -X heapsize=%s:"
+          % unix_board.TARGET_HEAP)
+    print("  %d readings queued by the trial, %s; after the rollback: app heap high-water %d bytes, live %d bytes:"
+          " %d of %d bytes left at the peak, %d cycles failed with a MemoryError"
+          % (back["backlog"], "all delivered by version 1" if back["drained"] else "NOT delivered in 120 s",
+             back["high"], back["live"], back["heap_bytes"] - back["high"], back["heap_bytes"], back["memory_errors"]))
     return 0
 
 

@@ -22,6 +22,16 @@ BOARD = "wemos"
 TRIAL_BOOTS = 3
 
 
+def never_sends(src):
+    """A release change (for OtaRig.release): its UDP transport sends
+    nothing, so no reading of its trial is ever acked and the trial rolls
+    back (TRIAL_BOOTS), leaving its readings queued for the version before."""
+    path = src / "firmware" / "transport_udp.py"
+    text = path.read_text()
+    assert "    def send(self, packet):\n" in text
+    path.write_text(text.replace("    def send(self, packet):\n", "    def send(self, packet):\n        return None  # release 2's bug\n"))
+
+
 def state_line(phase, version, trial=0, boots=0, limit=0, floor=None):
     """/ota/state.txt as firmware/ota_state.py writes it (phase 0 = confirmed)."""
     return "ota-state-1 %d %d %d %d %d %d ota-state-1\n" % (phase, version, trial, boots, limit,
