@@ -156,6 +156,37 @@ def test_receive_refuses_a_port_in_use(db):
         receiver.stop()
 
 
+def test_a_picked_port_taken_before_the_receiver_binds_it_is_picked_again(tmp_path):
+    """ReceiverProcess (the demo's and the e2e tests' receiver) picks free
+    ports, and another process can take one before `mpseal receive` binds it
+    (five suites on one machine did). Its first start then picks again; a
+    port given to it stays, and a restart keeps its ports."""
+    import socket
+
+    from mpseal_tools.receiver_proc import ReceiverProcess
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        rx = ReceiverProcess(tmp_path / "rx")
+        rx.api_port = taken.getsockname()[1]  # as if taken between the pick and the bind
+        rx.start()
+        try:
+            assert rx.api_port != taken.getsockname()[1] and rx.api("/healthz")
+            ports = (rx.udp_port, rx.http_port, rx.api_port)
+            rx.stop()
+            rx.start()
+            assert (rx.udp_port, rx.http_port, rx.api_port) == ports
+        finally:
+            rx.stop()
+        given = ReceiverProcess(tmp_path / "given", api_port=taken.getsockname()[1])
+        with pytest.raises(RuntimeError, match="(?i)address already in use"):
+            given.start()
+    finally:
+        taken.close()
+
+
 def test_sigterm_under_load_loses_no_acked_reading(db):
     device_id, key = add_device(db, "greenhouse")
     receiver = RunningReceiver(db)

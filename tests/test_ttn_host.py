@@ -265,7 +265,7 @@ def test_mqtt_bridge_backfills_from_the_storage_integration_after_a_reconnect(st
     bridge = MqttBridge(core, "127.0.0.1", broker.port, "app", backfill=("http://127.0.0.1:%d" % api.server_port, "NNSXS.KEY"), reconnect_max=1)
     try:
         bridge.start()
-        assert bridge.connected.wait(10)
+        assert bridge.connected.wait(30)  # set once the broker acknowledged the subscription (SUBACK)
         publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         publisher.connect("127.0.0.1", broker.port)
         publisher.loop_start()

@@ -133,6 +133,8 @@ class MqttBridge:
             self.client.tls_set()
         self.client.reconnect_delay_set(RECONNECT_MIN_S, reconnect_max)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.subscribing = None  # the message id of our SUBSCRIBE, until the broker's SUBACK
         self.client.on_disconnect = lambda *a: self.connected.clear()
         self.client.on_message = self._on_message
         self.host = host
@@ -142,9 +144,20 @@ class MqttBridge:
         if reason.is_failure:
             log.error("MQTT broker refused us: %s (check the username and API key)", reason)
             return
-        client.subscribe(ttn.up_topic(self.application, self.tenant), qos=0)
+        self.subscribing = client.subscribe(ttn.up_topic(self.application, self.tenant), qos=0)[1]
+
+    def _on_subscribe(self, client, userdata, mid, reasons, properties):
+        # Here, not on connect: the broker has the subscription once it says
+        # so (SUBACK), and an uplink published before that is delivered to
+        # nobody (QoS 0). So the back-fill starts here, and nothing falls
+        # between the fetch and live traffic.
+        if mid != self.subscribing:
+            return
+        if any(reason.is_failure for reason in reasons):
+            log.error("MQTT broker refused the subscription: %s (check the application id and the API key's rights)",
+                      ", ".join(str(reason) for reason in reasons))
+            return
         if self.backfill and self.last_received_at:
-            # Subscribed first, so nothing falls between the fetch and live traffic.
             try:
                 docs = storage_uplinks(self.backfill[0], self.application, self.backfill[1], self.last_received_at)
             except BackfillError as exc:

@@ -104,7 +104,7 @@ def run(seconds=None, run_dir=RUN_DIR, out=sys.stdout):
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh database and board each time
     receiver = ReceiverProcess(
         run_dir, udp_port=port_or_free(DEFAULT_UDP_PORT, socket.SOCK_DGRAM), http_port=port_or_free(DEFAULT_HTTP_PORT, socket.SOCK_STREAM),
-        api_port=port_or_free(DEFAULT_API_PORT, socket.SOCK_STREAM)
+        api_port=port_or_free(DEFAULT_API_PORT, socket.SOCK_STREAM), movable=True
     )
     key = os.urandom(32)
     receiver.add_device(DEVICE, key, DEVICE_ID)

@@ -24,9 +24,20 @@ def free_port(kind=socket.SOCK_STREAM):
         return s.getsockname()[1]
 
 
+BIND_ATTEMPTS = 3
+
+
+class PortTaken(RuntimeError):
+    """`mpseal receive` exited: a port it was given is in use."""
+
+
 class ReceiverProcess:
-    def __init__(self, workdir, udp_port=None, http_port=None, api_port=None, extra_args=()):
+    def __init__(self, workdir, udp_port=None, http_port=None, api_port=None, extra_args=(), movable=False):
+        """Ports not given are free ones; they, and all three with
+        movable=True (the demo's defaults when free), are picked again
+        should another process take one between the pick and the bind."""
         self.workdir = Path(workdir)
+        self.movable = (movable or udp_port is None, movable or http_port is None, movable or api_port is None)
         self.extra_args = list(extra_args)  # more `mpseal receive` options, e.g. ["--mqtt", URL], ["--releases", DIR]
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db = self.workdir / "mpseal.sqlite"
@@ -34,6 +45,7 @@ class ReceiverProcess:
         self.http_port = http_port or free_port()  # HTTP ingest: what a board is given
         self.api_port = api_port or free_port()  # API + page, loopback
         self.process = None
+        self.started = False  # once: the ports are the ones boards were given
         self.log_path = self.workdir / "receiver.log"
 
     @property
@@ -57,6 +69,20 @@ class ReceiverProcess:
         self.cli("devices", "add", name, "--key-env", "MPSEAL_KEY", "--id", str(device_id), env={"MPSEAL_KEY": key.hex()})
 
     def start(self):
+        # A port picked free can be taken before `mpseal receive` binds it
+        # (five test suites on one machine did): then pick again, twice. Only
+        # at the first start: a restart keeps the ports the boards were given.
+        for _ in range(BIND_ATTEMPTS - 1 if not self.started else 0):
+            try:
+                return self._start()
+            except PortTaken:
+                kinds = (socket.SOCK_DGRAM, socket.SOCK_STREAM, socket.SOCK_STREAM)
+                ports = [free_port(kind) if movable else port
+                         for kind, movable, port in zip(kinds, self.movable, (self.udp_port, self.http_port, self.api_port))]
+                self.udp_port, self.http_port, self.api_port = ports
+        return self._start()
+
+    def _start(self):
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(
             MPSEAL + ["receive", "--db", str(self.db), "--udp", "127.0.0.1:%d" % self.udp_port, "--http", "127.0.0.1:%d" % self.http_port,
@@ -69,9 +95,14 @@ class ReceiverProcess:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("mpseal receive exited (%s): %s" % (self.process.returncode, self.log_path.read_text()[-2000:]))
+                text = self.log_path.read_text()
+                last = text[-1000:].lower()
+                if "cannot listen" in last and "address already in use" in last and any(self.movable):
+                    raise PortTaken(text[-1000:])
+                raise RuntimeError("mpseal receive exited (%s): %s" % (self.process.returncode, text[-2000:]))
             try:
                 self.api("/healthz")
+                self.started = True
                 return self
             except OSError:
                 time.sleep(0.1)
