@@ -96,18 +96,28 @@ def _mark_release_2(src):
         f.write('\nprint("app release 2")\n')
 
 
+def _two_releases(tmp, build_name, change):
+    """(an OtaRig in `tmp` with release 1 and release 2, `change` applied to
+    its build `build_name`, and its receiver started; release 2's folder)."""
+    from mpseal_tools.sim.ota_rig import OtaRig
+
+    rig = OtaRig(tmp)
+    try:
+        rig.release(1)
+        folder = rig.release(2, build_name, change)
+        rig.start()
+    except BaseException:
+        rig.close()
+        raise
+    return rig, folder
+
+
 def update_figures():
     """The v1 -> v2 update of the real firmware at the target heap:
     {"ms", "heap_high", "files", "bytes", "board_heap", "wall_s"}."""
-    from mpseal_tools.sim.ota_rig import OtaRig
-
     with tempfile.TemporaryDirectory() as tmp:
-        rig = OtaRig(tmp)
+        rig, folder = _two_releases(tmp, "v2", _mark_release_2)
         try:
-            rig.release(1)
-
-            folder = rig.release(2, "v2", _mark_release_2)
-            rig.start()
             board = rig.board().start()
             board.wait_for(lambda b: any(line.startswith("acked ") for line in b.lines), timeout=60)
             started = time.monotonic()
@@ -131,19 +141,15 @@ def delta_figures():
     "bytes", "agent_high", "app_high_v1", "app_high_v2", "board_heap"}."""
     import json
 
-    from mpseal_tools.sim.ota_rig import OtaRig, lib_units
+    from mpseal_tools.sim.ota_rig import lib_units
 
     def high(board, after):
         return max(json.loads(line[6:])["heap_high"] for line in board.lines[after:]
                    if line.startswith("STATS ")) - board.heap_offset
 
     with tempfile.TemporaryDirectory() as tmp:
-        rig = OtaRig(tmp)
+        rig, _ = _two_releases(tmp, "v2", _mark_release_2)
         try:
-            rig.release(1)
-
-            rig.release(2, "v2", _mark_release_2)
-            rig.start()
             board = rig.board(rom=True, sensors=[{"type": "dht22", "pin": 4}]).start()
             board.wait_for(lambda b: len([l for l in b.lines if l.startswith("acked ")]) >= 3 and b.stats, timeout=60)
             app_v1 = high(board, 0)
@@ -171,15 +177,12 @@ def rollback_figures():
     version 1 after the rollback (STATS lines from the rollback on)."""
     import json
 
-    from mpseal_tools.sim.ota_rig import TRIAL_BOOTS, OtaRig, never_sends, numbers
+    from mpseal_tools.sim.ota_rig import TRIAL_BOOTS, never_sends, numbers
 
     rolled = "ota: v2 not confirmed after %d boots: rolled back to v1" % TRIAL_BOOTS
     with tempfile.TemporaryDirectory() as tmp:
-        rig = OtaRig(tmp)
+        rig, _ = _two_releases(tmp, "broken", never_sends)
         try:
-            rig.release(1)
-            rig.release(2, "broken", never_sends)
-            rig.start()
             board = rig.board().start()
             board.wait_for(lambda b: len(numbers(b, "acked")) >= 2, timeout=60)
             rig.offer(2)
